@@ -1,0 +1,25 @@
+"""The errors lfwbench raises for bad input; `cli` turns each into a one-line message and exit status 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LfwbenchError(Exception):
+    """A failure the user can fix: the message says where and how."""
+
+
+class PairListError(LfwbenchError):
+    """A pair or people list that does not follow the LFW format, located by file and line."""
+
+    def __init__(self, path: str | Path, line: int, message: str):
+        self.path, self.line = Path(path), line
+        super().__init__(f"{self.path.name}:{line}: {message}")
+
+
+class ImageError(LfwbenchError):
+    """Missing or undecodable images, or a data root holding no LFW variant."""
+
+
+class CheckpointError(LfwbenchError):
+    """A model file that cannot be read or whose architecture lfwbench does not know."""

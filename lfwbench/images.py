@@ -1,0 +1,251 @@
+"""LFW images on disk: find the variant, decode once to uint8 at model size, cache the arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from lfwbench.errors import ImageError
+from lfwbench.files import atomic_open, write_json
+from lfwbench.pairs import Pair
+
+# Where each LFW archive puts its person folders, most specific first; "." is a root holding them itself.
+VARIANT_DIRS = (
+    "lfw2/lfw2",
+    "lfw2",
+    "lfw-deepfunneled/lfw-deepfunneled",
+    "lfw-deepfunneled",
+    "lfw_funneled",
+    "lfw",
+    ".",
+)
+LFW_SIDE = 250  # every LFW variant stores 250x250 images
+CACHE_FORMAT = 1
+DATA_HELP = "pass --data DIR or set LFWBENCH_DATA; `lfwbench data fetch --dest DIR` downloads the data set"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How images are prepared for the model: output side, 1 or 3 channels, centred crop side (0: none)."""
+
+    size: int = 105
+    channels: int = 3
+    crop: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, self.channels)
+
+
+@dataclass
+class PairImages:
+    """The distinct images a pair list names, decoded once, and each pair's two indices into them."""
+
+    pairs: list[Pair]
+    paths: list[Path]
+    images: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    skipped: list[tuple[Pair, str]] = field(default_factory=list)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([pair.label for pair in self.pairs], dtype=np.int8)
+
+
+def resolve_data_root(data: str | Path | None) -> Path:
+    """The data root from `--data`, else `LFWBENCH_DATA`; the error says how to get the data."""
+    value = data or os.environ.get("LFWBENCH_DATA")
+    if not value:
+        raise ImageError(f"no LFW data root given: {DATA_HELP}")
+    root = Path(value).expanduser()
+    if not root.is_dir():
+        raise ImageError(f"{root}: no such folder: {DATA_HELP}")
+    return root
+
+
+def _holds_people(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    for entry in os.scandir(folder):
+        if entry.is_dir() and os.path.isfile(os.path.join(entry.path, f"{entry.name}_0001.jpg")):
+            return True
+    return False
+
+
+def find_variant(root: str | Path) -> tuple[str, Path]:
+    """Which LFW variant `root` holds, and the folder of its person folders, from the folder layout alone."""
+    root = Path(root)
+    for name in VARIANT_DIRS:
+        if _holds_people(root / name):
+            return (name.split("/")[0] if name != "." else "root"), root / name
+    raise ImageError(f"{root}: no LFW images found (looked for {', '.join(VARIANT_DIRS[:-1])}): {DATA_HELP}")
+
+
+def image_path(image_dir: Path, name: str, index: int) -> Path:
+    """`Aaron_Eckhart 1` -> `<image_dir>/Aaron_Eckhart/Aaron_Eckhart_0001.jpg`."""
+    return image_dir / name / f"{name}_{index:04d}.jpg"
+
+
+def decode_image(path: str | Path, spec: ImageSpec) -> np.ndarray | None:
+    """Decode, centre-crop and resize one image to uint8 HxWxC (RGB); None when it cannot be decoded.
+
+    JPEG is decoded at half scale when that still leaves enough pixels, which halves the decoding time.
+    """
+    side = spec.crop or LFW_SIDE
+    factor = 2 if side // 2 >= spec.size else 1
+    gray = spec.channels == 1
+    flags = {
+        (1, False): cv2.IMREAD_COLOR,
+        (1, True): cv2.IMREAD_GRAYSCALE,
+        (2, False): cv2.IMREAD_REDUCED_COLOR_2,
+        (2, True): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    }[factor, gray]
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        return None
+    if spec.crop:
+        crop = spec.crop // factor
+        top, left = max(0, (image.shape[0] - crop) // 2), max(0, (image.shape[1] - crop) // 2)
+        image = image[top : top + crop, left : left + crop]
+    if image.shape[:2] != (spec.size, spec.size):
+        image = cv2.resize(image, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
+    if gray:
+        return image[:, :, None]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LFWBENCH_CACHE") or Path.home() / ".cache" / "lfwbench")
+
+
+def _cache_key(paths: Sequence[Path], spec: ImageSpec) -> str:
+    digest = hashlib.sha256(json.dumps([CACHE_FORMAT, asdict(spec)]).encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"\0{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:40]
+
+
+def _read_cache(array_path: Path, expected_shape: tuple[int, ...]) -> np.ndarray | None:
+    try:
+        meta = json.loads(array_path.with_suffix(".json").read_text())
+        images = np.load(array_path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    intact = (
+        images.dtype == np.uint8
+        and images.shape == expected_shape
+        and meta.get("blake2b") == hashlib.blake2b(images.data).hexdigest()
+    )
+    return images if intact else None
+
+
+def _write_cache(array_path: Path, images: np.ndarray) -> None:
+    with atomic_open(array_path, "wb") as handle:
+        np.save(handle, images, allow_pickle=False)
+    write_json(array_path.with_suffix(".json"), {"blake2b": hashlib.blake2b(images.data).hexdigest()})
+
+
+def load_images(
+    paths: Sequence[Path], spec: ImageSpec, cache_dir: Path | None = None, progress: bool = False
+) -> tuple[np.ndarray, list[int]]:
+    """Decode `paths` in parallel into one uint8 array (N, size, size, channels); also the indices that failed.
+
+    With `cache_dir`, the array is stored under a key of the paths, their sizes and mtimes and `spec`, so a
+    second call loads it in well under a second; a stale or corrupt cache entry is rebuilt, never trusted.
+    """
+    shape = (len(paths), *spec.shape)
+    array_path = cache_dir / f"images-{_cache_key(paths, spec)}.npy" if cache_dir else None
+    if array_path is not None:
+        cached = _read_cache(array_path, shape)
+        if cached is not None:
+            return cached, []
+    images = np.zeros(shape, dtype=np.uint8)
+    failed: list[int] = []
+
+    def decode_into(index: int) -> None:
+        image = decode_image(paths[index], spec)
+        if image is None:
+            failed.append(index)
+        else:
+            images[index] = image
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        jobs = pool.map(decode_into, range(len(paths)))
+        if progress:
+            with click.progressbar(
+                jobs, length=len(paths), label="Loading images", file=click.get_text_stream("stderr")
+            ) as bar:
+                for _ in bar:
+                    pass
+        else:
+            for _ in jobs:
+                pass
+    if array_path is not None and not failed:
+        _write_cache(array_path, images)
+    return images, sorted(failed)
+
+
+def load_pair_images(
+    pairs: Sequence[Pair],
+    image_dir: Path,
+    spec: ImageSpec,
+    source: str,
+    *,
+    skip_missing: bool = False,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> PairImages:
+    """Load every distinct image the pairs name, once, and index the pairs into them.
+
+    A missing or undecodable image is an error naming every pair-list line (`source:LINE`) that needs one and
+    the path tried; with `skip_missing` those pairs are left out and listed in `skipped` instead.
+    """
+    index: dict[Path, int] = {}
+    pair_paths = []
+    for pair in pairs:
+        ends = (
+            image_path(image_dir, pair.name1, pair.index1),
+            image_path(image_dir, pair.name2, pair.index2),
+        )
+        for path in ends:
+            index.setdefault(path, len(index))
+        pair_paths.append(ends)
+    paths = list(index)
+    present = [path for path in paths if path.is_file()]
+    images, failed = load_images(present, spec, cache_dir, progress)
+    problems = dict.fromkeys(set(paths) - set(present), "missing")
+    problems.update({present[i]: "undecodable" for i in failed})
+    bad = [i for i, ends in enumerate(pair_paths) if any(path in problems for path in ends)]
+    if bad and not skip_missing:
+        details = [
+            f"{source}:{pairs[i].line}: {problems[path]} {path}"
+            for i in bad
+            for path in pair_paths[i]
+            if path in problems
+        ]
+        shown = "; ".join(details[:20]) + (f"; and {len(details) - 20} more" if len(details) > 20 else "")
+        raise ImageError(
+            f"{len(problems)} image(s) missing or undecodable (--skip-missing leaves out their pairs): {shown}"
+        )
+    skipped = [(pairs[i], "; ".join(f"{problems[p]} {p}" for p in pair_paths[i] if p in problems)) for i in bad]
+    bad_set = set(bad)
+    kept = [i for i in range(len(pairs)) if i not in bad_set]
+    used = sorted({path for i in kept for path in pair_paths[i]}, key=index.__getitem__)
+    row = {path: i for i, path in enumerate(present)}
+    if len(used) != len(present):
+        images = images[[row[path] for path in used]]
+    position = {path: i for i, path in enumerate(used)}
+    left = np.array([position[pair_paths[i][0]] for i in kept], dtype=np.int32)
+    right = np.array([position[pair_paths[i][1]] for i in kept], dtype=np.int32)
+    return PairImages([pairs[i] for i in kept], used, images, left, right, skipped)
