@@ -1,0 +1,160 @@
+"""Save and load Siamese checkpoints: lfwbench's `.keras` and `.h5`, and the original notebook's Keras 2 `.h5`.
+
+A Keras 2 file is never deserialised by Keras (its Lambda holds marshalled bytecode): the Koch-family topology
+is read from the stored JSON config, rebuilt with lfwbench's layers, and the weights are read with h5py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from lfwbench import model as models
+from lfwbench.errors import CheckpointError
+
+WEIGHT_ORDER = {
+    "Conv2D": ("kernel", "bias"),
+    "Dense": ("kernel", "bias"),
+    "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+}
+
+
+def _without_compile_state(model: keras.Model) -> keras.Model:
+    """A copy with the same weights and no optimizer: Keras 3's .keras keeps Adam state of a compiled model."""
+    copy = keras.Model.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_model(model: keras.Model, path: str | Path, include_optimizer: bool = False) -> None:
+    """Write `.keras` or `.h5` to a temporary name in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = model if include_optimizer else _without_compile_state(model)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras calls .h5 "legacy"; users ask for it by name
+            target.save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_model(path: str | Path, compile: bool = False) -> keras.Model:
+    """The two-input model `[left, right] -> P(same)` from any checkpoint lfwbench knows.
+
+    `.keras` (safe mode on) and lfwbench `.h5` load through Keras; Keras 2 `.h5` files from the original
+    notebook are rebuilt from their config, with no code from the file executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if zipfile.is_zipfile(path):
+        return _keras_load(path, compile)
+    if not h5py.is_hdf5(path):
+        raise CheckpointError(f"{path}: not a Keras checkpoint (neither a .keras zip nor HDF5)")
+    try:
+        with h5py.File(path, "r") as file:
+            version = _text(file.attrs.get("keras_version", ""))
+            config = json.loads(_text(file.attrs["model_config"])) if "model_config" in file.attrs else None
+    except (OSError, KeyError, ValueError) as error:
+        raise CheckpointError(f"{path}: unreadable HDF5 checkpoint ({error})") from None
+    if config is None:
+        raise CheckpointError(f"{path}: HDF5 file holds no model config (weights-only files need their code)")
+    if version.startswith("3."):
+        return _keras_load(path, compile)
+    return load_keras2_h5(path, config)
+
+
+def _keras_load(path: Path, compile: bool) -> keras.Model:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged or foreign file
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: cannot load ({message})") from None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _koch_family(path: Path, config: dict) -> tuple[models.Preset, tuple[int, int, int], float, list[dict], dict]:
+    """Recognise `Input x2 -> shared conv tower -> Lambda -> [Dropout] -> Dense(1)` and describe it as a preset."""
+    top = config.get("config", {}).get("layers", [])
+    towers = [layer for layer in top if layer.get("class_name") in ("Sequential", "Functional", "Model")]
+    denses = [layer for layer in top if layer.get("class_name") == "Dense"]
+    if len(towers) != 1 or len(denses) != 1 or not any(layer.get("class_name") == "Lambda" for layer in top):
+        raise CheckpointError(f"{path}: unknown architecture (expected a Siamese twin joined by a distance layer)")
+    tower, head = towers[0], denses[0]
+    inner = tower["config"]["layers"]
+    shapes = [layer["config"].get("batch_input_shape") or layer["config"].get("batch_shape") for layer in inner]
+    shapes += [layer["config"].get("batch_input_shape") for layer in top if layer.get("class_name") == "InputLayer"]
+    shape = next((tuple(s[1:]) for s in shapes if s), None)
+    blocks, weighted, embedding = [], [], None
+    for layer in inner:
+        kind, settings = layer["class_name"], layer["config"]
+        if kind == "Conv2D":
+            blocks.append(models.ConvBlock(settings["filters"], settings["kernel_size"][0], pool=False))
+        elif kind == "MaxPooling2D" and blocks:
+            blocks[-1] = models.ConvBlock(blocks[-1].filters, blocks[-1].kernel, pool=True)
+        elif kind == "Dense":
+            embedding = settings
+        elif kind not in ("InputLayer", "BatchNormalization", "Flatten"):
+            raise CheckpointError(f"{path}: unknown architecture (layer {kind} in the twin)")
+        if kind in WEIGHT_ORDER:
+            weighted.append(layer)
+    if not blocks or embedding is None or shape is None or head["config"]["units"] != 1:
+        raise CheckpointError(f"{path}: unknown architecture (expected Conv2D blocks, Flatten and Dense in the twin)")
+    preset = models.Preset(
+        "koch-legacy",
+        tuple(blocks),
+        embedding["units"],
+        batchnorm=any(layer["class_name"] == "BatchNormalization" for layer in inner),
+        padding=inner[[layer["class_name"] for layer in inner].index("Conv2D")]["config"].get("padding", "valid"),
+        embedding_activation=embedding.get("activation", "sigmoid"),
+    )
+    dropout = next((layer["config"]["rate"] for layer in top if layer.get("class_name") == "Dropout"), 0.0)
+    return preset, shape, dropout, weighted, {"tower": tower, "head": head}
+
+
+def _stored_weights(group: h5py.Group) -> dict[str, dict[str, np.ndarray]]:
+    """`{layer: {kind: array}}` from a Keras 2 layer group, by the stored weight names (`conv2d/kernel:0`)."""
+    result: dict[str, dict[str, np.ndarray]] = {}
+    for name in group.attrs.get("weight_names", []):
+        name = _text(name)
+        layer, kind = name.split("/")[-2], name.split("/")[-1].split(":")[0]
+        result.setdefault(layer, {})[kind] = np.asarray(group[name])
+    return result
+
+
+def load_keras2_h5(path: Path, config: dict) -> keras.Model:
+    """Rebuild a notebook-era (Keras 2) Koch-family Siamese model and read its weights with h5py."""
+    preset, shape, dropout, weighted, named = _koch_family(path, config)
+    model = models.build_siamese(preset, shape, dropout=dropout, compile=False)
+    ours = [layer for layer in model.get_layer("twin").layers if type(layer).__name__ in WEIGHT_ORDER]
+    try:
+        with h5py.File(path, "r") as file:
+            weights = file["model_weights"]
+            tower = _stored_weights(weights[named["tower"]["config"]["name"]])
+            head = _stored_weights(weights[named["head"]["config"]["name"]])
+            for theirs, layer in zip(weighted, ours, strict=True):
+                stored = tower[theirs["config"]["name"]]
+                layer.set_weights([stored[kind] for kind in WEIGHT_ORDER[type(layer).__name__]])
+            (head_weights,) = head.values()
+            model.get_layer("head").get_layer("same").set_weights([head_weights["kernel"], head_weights["bias"]])
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"{path}: weights do not match the stored architecture ({error})") from None
+    return model

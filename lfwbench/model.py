@@ -1,0 +1,126 @@
+"""Siamese networks in Keras 3: one shared `twin` tower, an L1-distance `head`, and the named presets.
+
+The model takes uint8-range images (0-255) and scales them inside the twin, so data pipelines move bytes, not
+float64 copies. `model.get_layer("twin")` embeds one image; `model.get_layer("head")` scores two embeddings.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from lfwbench.presets import ConvBlock, Preset, get_preset
+
+__all__ = ["ConvBlock", "L1Distance", "Preset", "build_head", "build_siamese", "build_twin", "layer_table"]
+
+
+def _initialisers(preset: Preset, seed: int | None) -> tuple[dict, dict]:
+    """Koch's N(0, 1e-2) weights and N(0.5, 1e-2) biases, or Keras defaults for the modern presets."""
+    if not preset.koch_init:
+        return {}, {}
+    weights = {"kernel_initializer": keras.initializers.RandomNormal(0.0, 1e-2, seed=seed)}
+    biases = {"bias_initializer": keras.initializers.RandomNormal(0.5, 1e-2, seed=seed)}
+    return weights, biases
+
+
+def build_twin(preset: Preset, input_shape: tuple[int, int, int], seed: int | None = None) -> keras.Model:
+    """The shared tower: image (0-255) -> embedding. Named `twin` so inference can run it once per image."""
+    weights, biases = _initialisers(preset, seed)
+    image = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255, name="scale")(image)
+    for number, block in enumerate(preset.blocks, start=1):
+        x = layers.Conv2D(
+            block.filters,
+            block.kernel,
+            activation="relu",
+            padding=preset.padding,
+            kernel_regularizer=keras.regularizers.L2(preset.conv_l2),
+            name=f"conv{number}",
+            **weights,
+            **(biases if number > 1 else {}),
+        )(x)
+        if preset.batchnorm:
+            x = layers.BatchNormalization(name=f"bn{number}")(x)
+        if block.pool:
+            x = layers.MaxPooling2D(name=f"pool{number}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x) if preset.global_pool else layers.Flatten(name="flatten")(x)
+    embedding = layers.Dense(
+        preset.embedding,
+        activation=preset.embedding_activation,
+        kernel_regularizer=keras.regularizers.L2(preset.dense_l2),
+        name="embedding",
+        **weights,
+        **biases,
+    )(x)
+    return keras.Model(image, embedding, name="twin")
+
+
+@keras.saving.register_keras_serializable(package="lfwbench")
+class L1Distance(layers.Layer):
+    """|a - b| of two embeddings: the Siamese join, as a registered layer so checkpoints load in safe mode."""
+
+    def call(self, inputs):
+        first, second = inputs
+        return keras.ops.abs(first - second)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+def build_head(preset: Preset, dropout: float, seed: int | None = None) -> keras.Model:
+    """Two embeddings -> probability of 'same' (L1 distance, dropout, one sigmoid unit kept in float32)."""
+    _, biases = _initialisers(preset, seed)
+    first = keras.Input((preset.embedding,), name="embedding_left")
+    second = keras.Input((preset.embedding,), name="embedding_right")
+    x = L1Distance(name="l1_distance")([first, second])
+    x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    probability = layers.Dense(1, activation="sigmoid", dtype="float32", name="same", **biases)(x)
+    return keras.Model([first, second], probability, name="head")
+
+
+def build_siamese(
+    preset: str | Preset,
+    input_shape: tuple[int, int, int] | None = None,
+    *,
+    lr: float | None = None,
+    dropout: float = 0.3,
+    seed: int | None = None,
+    compile: bool = True,
+) -> keras.Model:
+    """The two-input model `[left, right] -> P(same)`, compiled with Adam and binary cross-entropy.
+
+    `input_shape` defaults to the preset's (size, size, channels).
+    """
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    input_shape = tuple(input_shape or (preset.size, preset.size, preset.channels))
+    twin = build_twin(preset, input_shape, seed)
+    head = build_head(preset, dropout, seed)
+    left = keras.Input(input_shape, name="left")
+    right = keras.Input(input_shape, name="right")
+    model = keras.Model([left, right], head([twin(left), twin(right)]), name=f"siamese_{preset.name}")
+    if compile:
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr if lr is not None else preset.defaults.get("lr", 1e-3)),
+            loss="binary_crossentropy",
+            metrics=["accuracy"],
+        )
+    return model
+
+
+def layer_table(model: keras.Model) -> list[dict]:
+    """The notebook's model summary as rows (layer, type, output shape, parameters), twin and head expanded."""
+    rows = []
+    for part in (model.get_layer("twin"), model.get_layer("head")):
+        for layer in part.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            shape = layer.output.shape if hasattr(layer, "output") else None
+            rows.append(
+                {
+                    "layer": f"{part.name}/{layer.name}",
+                    "type": type(layer).__name__,
+                    "output_shape": str(tuple(shape)) if shape is not None else "",
+                    "parameters": int(layer.count_params()),
+                }
+            )
+    return rows
