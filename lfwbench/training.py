@@ -1,0 +1,398 @@
+"""Train a Siamese checkpoint: by-person validation split, uint8 images through tf.data, resumable runs, grid search.
+
+A run folder holds `config.json`, `history.csv`/`history.json`, `best.keras` and `best.h5` (no optimizer state)
+and `last.keras` (with it, for `--resume`), all rewritten after every epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lfwbench import __version__
+from lfwbench.checkpoints import load_model, save_model
+from lfwbench.errors import LfwbenchError
+from lfwbench.files import write_csv, write_json
+from lfwbench.images import ImageSpec, default_cache_dir, find_variant, image_path, load_images, load_pair_images
+from lfwbench.model import build_siamese
+from lfwbench.pairs import DIFFERENT, SAME, file_md5, load_pairs, load_people, people_of, split_by_person
+from lfwbench.presets import get_preset
+
+REGIMES = ("restricted", "unrestricted")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclass
+class TrainConfig:
+    """Every choice a run depends on; `None` fields take the preset's defaults (see `resolved`)."""
+
+    preset: str = "quick"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    dropout: float = 0.3
+    patience: int = 6
+    min_delta: float = 0.01
+    val_fraction: float = 0.2
+    seed: int = 0
+    channels: int | None = None
+    size: int | None = None
+    crop: int | None = None
+    regime: str | None = None
+    pairs_per_epoch: int | None = None
+    augment: bool = False
+    reduce_lr: bool = False
+    mixed_precision: bool = False
+    strategy: str = "default"
+    deterministic: bool = True
+    train_list: str = "pairsDevTrain.txt"
+    eval_list: str = "pairsDevTest.txt"
+    people_list: str = "peopleDevTrain.txt"
+
+    def resolved(self) -> TrainConfig:
+        preset = get_preset(self.preset)
+        defaults = {"size": preset.size, "channels": preset.channels, "crop": preset.crop, **preset.defaults}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update({name: defaults.get(name) for name, value in values.items() if value is None})
+        values["pairs_per_epoch"] = values["pairs_per_epoch"] or 0
+        config = TrainConfig(**values)
+        if config.regime not in REGIMES or config.strategy not in STRATEGIES:
+            raise LfwbenchError(f"regime must be one of {REGIMES} and strategy one of {STRATEGIES}")
+        return config
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.size, self.channels, self.crop)
+
+
+@dataclass
+class TrainSummary:
+    out_dir: Path
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    best_val_accuracy: float
+    seconds_per_epoch: float
+    seconds: float
+    stopped_early: bool
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class TrainingData:
+    """All images a run needs (uint8, one array) and index triples for validation and for each epoch."""
+
+    images: np.ndarray
+    val: tuple[np.ndarray, np.ndarray, np.ndarray]
+    epoch_pairs: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    facts: dict
+
+
+def _triples(left: np.ndarray, right: np.ndarray, labels: Sequence[int]) -> tuple[np.ndarray, ...]:
+    return left.astype(np.int32), right.astype(np.int32), np.asarray(labels, dtype=np.float32)
+
+
+def _sampled_pairs(people_rows: list[np.ndarray], count: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """`count` balanced pairs: same-person pairs from people with two or more images, different-person pairs."""
+    several = [rows for rows in people_rows if len(rows) >= 2]
+    same = [rng.choice(several[i], 2, replace=False) for i in rng.integers(0, len(several), count // 2)]
+    firsts, seconds = (rng.integers(0, len(people_rows), count - count // 2) for _ in range(2))
+    seconds = np.where(seconds == firsts, (seconds + 1) % len(people_rows), seconds)
+    different = [(rng.choice(people_rows[a]), rng.choice(people_rows[b])) for a, b in zip(firsts, seconds, strict=True)]
+    pairs = np.array(same + different, dtype=np.int32).reshape(-1, 2)
+    labels = np.array([SAME] * len(same) + [DIFFERENT] * len(different), dtype=np.float32)
+    order = rng.permutation(len(labels))
+    return pairs[order, 0], pairs[order, 1], labels[order]
+
+
+def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> TrainingData:
+    """Load the images, split by person, refuse evaluation identities, and plan each epoch's pairs."""
+    _, image_dir = find_variant(root)
+    listed = load_pairs(root / config.train_list)
+    eval_people = load_pairs(root / config.eval_list).people if (root / config.eval_list).is_file() else set()
+    train, val = split_by_person(listed.pairs, config.val_fraction, config.seed)
+    pool_people: list[tuple[str, int]] = []
+    if config.regime == "unrestricted":
+        people_file = root / config.people_list
+        if people_file.is_file():
+            pool_people = [row for fold in load_people(people_file) for row in fold]
+        else:
+            pool_people = sorted({(name, 0) for name in people_of(train)})
+        val_people = people_of(val)
+        pool_people = [(name, count) for name, count in pool_people if name not in val_people]
+    training_people = people_of(train) | {name for name, _ in pool_people}
+    leaked = sorted(training_people & eval_people)
+    if leaked:
+        raise LfwbenchError(
+            f"{len(leaked)} people of {config.eval_list} would be trained on (e.g. {', '.join(leaked[:3])}); "
+            "train on people disjoint from the evaluation list"
+        )
+    cache = default_cache_dir()
+    listed_images = load_pair_images(
+        train + val, image_dir, config.image_spec, config.train_list, cache_dir=cache, progress=progress
+    )
+    n_train = len(train)
+    left, right, labels = listed_images.left, listed_images.right, listed_images.labels
+    val_triples = _triples(left[n_train:], right[n_train:], labels[n_train:])
+    images = listed_images.images
+    facts = {
+        "train_pairs": n_train,
+        "val_pairs": len(val),
+        "train_people": len(people_of(train)),
+        "val_people": len(people_of(val)),
+        "eval_list": config.eval_list,
+        "eval_people_in_training_or_validation": len((training_people | people_of(val)) & eval_people),
+    }
+    if config.regime == "restricted":
+        base = _triples(left[:n_train], right[:n_train], labels[:n_train])
+
+        def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
+            order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+            return tuple(column[order] for column in base)
+
+    else:
+        paths = [image_path(image_dir, name, i) for name, count in pool_people for i in range(1, count + 1)]
+        if not any(count for _, count in pool_people):  # no counts known: take what the folders hold
+            paths = sorted(p for name, _ in pool_people for p in (image_dir / name).glob(f"{name}_*.jpg"))
+        pool, failed = load_images(paths, config.image_spec, cache, progress)
+        good = np.setdiff1d(np.arange(len(paths)), failed)
+        owners = np.array([path.parent.name for path in paths])[good]
+        offset = len(images)
+        images = np.concatenate([images, pool[good]])
+        people_rows = [offset + np.flatnonzero(owners == name) for name in sorted(set(owners))]
+        count = config.pairs_per_epoch or 2 * n_train
+        facts |= {"pool_people": len(people_rows), "pool_images": len(good), "pairs_per_epoch": count}
+
+        def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
+            return _sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))
+
+    return TrainingData(images, val_triples, epoch_pairs, facts)
+
+
+def _augmenter(seed: int) -> keras.Sequential:
+    """Mirror, small shifts and rotations, brightness: the changes a face crop tolerates."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="reflect", seed=seed),
+            keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed),
+            keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def make_dataset(
+    images: np.ndarray,
+    triples: tuple[np.ndarray, ...],
+    batch_size: int,
+    augment: keras.Sequential | None = None,
+) -> tf.data.Dataset:
+    """Batches of `((left, right), label)`: uint8 rows gathered per batch and cast to float32 on the fly."""
+    table = tf.constant(images)
+
+    def gather(left, right, label):
+        pair = [tf.cast(tf.gather(table, side), tf.float32) for side in (left, right)]
+        if augment is not None:
+            pair = [augment(side, training=True) for side in pair]
+        return tuple(pair), label
+
+    dataset = tf.data.Dataset.from_tensor_slices(triples).batch(batch_size)
+    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """tf.distribute for one device, all local devices (GPUs, else the logical CPUs), or several hosts."""
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def early_stop_wait(val_losses: Sequence[float], min_delta: float) -> int:
+    """Epochs since the last improvement of at least `min_delta`, as Keras's EarlyStopping counts them."""
+    best, wait = math.inf, 0
+    for value in val_losses:
+        if value < best - min_delta:
+            best, wait = value, 0
+        else:
+            wait += 1
+    return wait
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """After every epoch: history files, `last.keras`, `best.*` on a new lowest val_loss, and early stopping.
+
+    Early stopping is computed from the stored history, so it carries over a `--resume`.
+    """
+
+    def __init__(self, out_dir: Path, history: list[dict], patience: int, min_delta: float):
+        super().__init__()
+        self.out_dir, self.history, self.patience, self.min_delta = out_dir, history, patience, min_delta
+        self.stopped_early = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        row["seconds"] = time.perf_counter() - self.started
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        losses = [r["val_loss"] for r in self.history]
+        if not losses or row["val_loss"] < min(losses):
+            save_model(self.model, self.out_dir / "best.keras")
+            save_model(self.model, self.out_dir / "best.h5")
+        self.history.append(row)
+        save_model(self.model, self.out_dir / "last.keras", include_optimizer=True)
+        write_history(self.out_dir, self.history)
+        if early_stop_wait(losses + [row["val_loss"]], self.min_delta) >= self.patience:
+            self.stopped_early = self.model.stop_training = True
+
+
+def write_history(out_dir: Path, history: list[dict]) -> None:
+    write_json(out_dir / "history.json", history)
+    write_csv(out_dir / "history.csv", history)
+
+
+def run_config(config: TrainConfig, root: Path, facts: dict) -> dict:
+    """What config.json records: the options, the data and lists with md5s, the split facts, the versions."""
+    lists = {name: root / name for name in (config.train_list, config.eval_list, config.people_list)}
+    return {
+        "config": asdict(config),
+        "preset": get_preset(config.preset).to_dict(),
+        "input_shape": list(config.image_spec.shape),
+        "data_root": str(root.resolve()),
+        "variant": find_variant(root)[0],
+        "lists_md5": {name: file_md5(path) for name, path in lists.items() if path.is_file()},
+        "split": facts,
+        "versions": {"lfwbench": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+
+
+def train(
+    config: TrainConfig, root: Path, out_dir: Path, *, resume: bool = False, verbose: int | str = "auto"
+) -> TrainSummary:
+    """Train (or, with `resume`, continue) a run in `out_dir` and return its summary."""
+    out_dir = Path(out_dir)
+    if resume:
+        stored = (
+            json.loads((out_dir / "config.json").read_text())["config"] if (out_dir / "config.json").is_file() else {}
+        )
+        if not (out_dir / "last.keras").is_file():
+            raise LfwbenchError(f"{out_dir}: nothing to resume (no last.keras); train without --resume")
+        config = replace(TrainConfig(**stored), epochs=config.epochs or stored["epochs"])
+    config = config.resolved()
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    data = prepare_data(config, root, progress=verbose != 0)
+    if not resume:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "config.json", run_config(config, root, data.facts))
+    history = json.loads((out_dir / "history.json").read_text()) if resume else []
+    per_epoch = len(data.epoch_pairs(0)[2])
+    steps = per_epoch // config.batch_size
+    if steps == 0:
+        raise LfwbenchError(f"batch size {config.batch_size} exceeds the {per_epoch} training pairs per epoch")
+    plan = [data.epoch_pairs(epoch) for epoch in range(len(history), config.epochs)]
+    triples = tuple(np.concatenate([p[i][: steps * config.batch_size] for p in plan]) for i in range(3))
+    augment = _augmenter(config.seed) if config.augment else None
+    train_set = make_dataset(data.images, triples, config.batch_size, augment)
+    val_set = make_dataset(data.images, data.val, config.batch_size)
+    policy = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with make_strategy(config.strategy).scope():
+            if resume:
+                model = load_model(out_dir / "last.keras", compile=True)
+            else:
+                model = build_siamese(
+                    config.preset, config.image_spec.shape, lr=config.lr, dropout=config.dropout, seed=config.seed
+                )
+        recorder = RunRecorder(out_dir, history, config.patience, config.min_delta)
+        callbacks: list[keras.callbacks.Callback] = [recorder]
+        if config.reduce_lr:
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    factor=0.5, patience=max(1, config.patience // 2), min_delta=config.min_delta
+                )
+            )
+        started = time.perf_counter()
+        if plan:
+            model.fit(
+                train_set,
+                validation_data=val_set,
+                epochs=config.epochs,
+                initial_epoch=len(history),
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,  # each epoch's pairs are already drawn in a seeded order
+                verbose=verbose,
+            )
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    best = min(history, key=lambda row: row["val_loss"])
+    return TrainSummary(
+        out_dir,
+        len(history),
+        best["epoch"],
+        best["val_loss"],
+        best.get("val_accuracy", float("nan")),
+        float(np.mean([row["seconds"] for row in history])),
+        time.perf_counter() - started,
+        recorder.stopped_early,
+        history,
+    )
+
+
+def grid(**options: Sequence) -> list[dict]:
+    """Every combination of the given option values, in a stable order."""
+    names = sorted(options)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(options[name] for name in names))]
+
+
+def run_name(changes: dict) -> str:
+    return "_".join(f"{name}={value}" for name, value in sorted(changes.items()))
+
+
+def search(
+    base: TrainConfig,
+    root: Path,
+    out_dir: Path,
+    combinations: list[dict],
+    report: Callable[[str], None] = lambda message: None,
+    verbose: int | str = "auto",
+) -> list[dict]:
+    """Train each combination in its own run folder; finished runs are read from disk, unfinished ones resumed.
+
+    Writes `results.csv` sorted by validation accuracy (best first) and returns its rows.
+    """
+    rows = []
+    for changes in combinations:
+        folder = out_dir / run_name(changes)
+        done = folder / "summary.json"
+        if done.is_file():
+            report(f"{folder.name}: finished earlier, read from disk")
+            summary = json.loads(done.read_text())
+        else:
+            report(f"{folder.name}: training")
+            resume = (folder / "last.keras").is_file()
+            result = train(replace(base, **changes), root, folder, resume=resume, verbose=verbose)
+            summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
+            write_json(done, summary)
+        rows.append({"run": folder.name, **changes, **summary})
+    rows.sort(key=lambda row: -row["best_val_accuracy"])
+    write_csv(out_dir / "results.csv", rows)
+    return rows
