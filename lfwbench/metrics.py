@@ -1,0 +1,203 @@
+"""Verification metrics on plain arrays (labels: SAME = 1, DIFFERENT = 0; scores: P(same)); no TensorFlow.
+
+scikit-learn computes the ROC and AUC; the rest is small NumPy that the tests check against scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from lfwbench.pairs import DIFFERENT, SAME
+
+EPSILON = 1e-7  # Keras's clip for binary cross-entropy
+
+
+@dataclass
+class Interval:
+    low: float
+    high: float
+
+
+@dataclass
+class Rates:
+    """Figures at one threshold: the notebook's accuracy, TPR on 'same', TNR on 'different', and the rest."""
+
+    threshold: float
+    accuracy: float
+    tpr: float
+    tnr: float
+    precision: float
+    f1: float
+    confusion: list[list[int]]  # [[TN, FP], [FN, TP]], rows true class DIFFERENT, SAME
+    accuracy_ci: Interval
+    tpr_ci: Interval
+    tnr_ci: Interval
+
+
+def binary_cross_entropy(labels: np.ndarray, scores: np.ndarray) -> float:
+    scores = np.clip(np.asarray(scores, dtype=np.float64), EPSILON, 1 - EPSILON)
+    labels = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(labels * np.log(scores) + (1 - labels) * np.log(1 - scores)))
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959963984540054) -> Interval:
+    """95% Wilson score interval of a proportion: honest at small counts and near 0 or 1."""
+    if total == 0:
+        return Interval(math.nan, math.nan)
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return Interval(centre - half, centre + half)
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> Rates:
+    """Predict 'same' when score >= threshold, as the notebook did at 0.5, and count."""
+    labels = np.asarray(labels)
+    predicted = np.asarray(scores) >= threshold
+    same = labels == SAME
+    tp, fn = int(np.sum(predicted & same)), int(np.sum(~predicted & same))
+    tn, fp = int(np.sum(~predicted & ~same)), int(np.sum(predicted & ~same))
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return Rates(
+        threshold=float(threshold),
+        accuracy=_ratio(tp + tn, len(labels)),
+        tpr=recall,
+        tnr=_ratio(tn, tn + fp),
+        precision=precision,
+        f1=_ratio(2 * tp, 2 * tp + fp + fn),
+        confusion=[[tn, fp], [fn, tp]],
+        accuracy_ci=wilson_interval(tp + tn, len(labels)),
+        tpr_ci=wilson_interval(tp, tp + fn),
+        tnr_ci=wilson_interval(tn, tn + fp),
+    )
+
+
+def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold of highest accuracy on these pairs (midpoint between neighbouring scores)."""
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, sorted_labels = np.asarray(scores)[order], np.asarray(labels)[order]
+    # predicting 'same' from position i on: correct = differents before i + sames from i on
+    differents_before = np.concatenate([[0], np.cumsum(sorted_labels == DIFFERENT)])
+    sames_after = np.concatenate([np.cumsum((sorted_labels == SAME)[::-1])[::-1], [0]])
+    correct = differents_before + sames_after
+    distinct = np.concatenate([[True], sorted_scores[1:] != sorted_scores[:-1], [True]])
+    best = int(np.argmax(np.where(distinct, correct, -1)))
+    if best == 0:
+        return float(sorted_scores[0] - 1e-6) if len(scores) else 0.5
+    if best == len(scores):
+        return float(sorted_scores[-1] + 1e-6)
+    return float((sorted_scores[best - 1] + sorted_scores[best]) / 2)
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
+    """False and true positive rates at every threshold (scikit-learn's roc_curve)."""
+    fpr, tpr, thresholds = roc_curve(labels, scores, pos_label=SAME, drop_intermediate=True)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": np.minimum(thresholds, 1.0).tolist()}
+
+
+def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The rate where false accepts equal false rejects, interpolated along the ROC."""
+    fpr, tpr, _ = roc_curve(labels, scores, pos_label=SAME)
+    fnr = 1 - tpr
+    i = int(np.argmax(fnr <= fpr))
+    if i == 0:
+        return float(fpr[0])
+    # between points i-1 and i the sign of fnr - fpr changes: interpolate linearly
+    d0, d1 = fnr[i - 1] - fpr[i - 1], fnr[i] - fpr[i]
+    t = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def tar_at_far(labels: np.ndarray, scores: np.ndarray, far: float) -> float:
+    """True accept rate at the largest false accept rate not above `far`."""
+    fpr, tpr, _ = roc_curve(labels, scores, pos_label=SAME)
+    return float(tpr[fpr <= far].max())
+
+
+def threshold_curve(labels: np.ndarray, scores: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """Accuracy, TPR and TNR against the threshold, for the report's curve."""
+    thresholds = np.linspace(0, 1, points)
+    predicted = np.asarray(scores)[None, :] >= thresholds[:, None]
+    same = np.asarray(labels) == SAME
+    tpr = (predicted & same).sum(1) / max(same.sum(), 1)
+    tnr = (~predicted & ~same).sum(1) / max((~same).sum(), 1)
+    accuracy = ((predicted & same).sum(1) + (~predicted & ~same).sum(1)) / len(same)
+    return {"threshold": thresholds.tolist(), "accuracy": accuracy.tolist(), "tpr": tpr.tolist(), "tnr": tnr.tolist()}
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
+    """McNemar's exact test of two models on the same pairs: a two-sided binomial test on their disagreements."""
+    correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    only_a, only_b = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"only_first_correct": only_a, "only_second_correct": only_b, "p_value": float(p)}
+
+
+def view2_folds(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> dict:
+    """LFW View 2: for each fold, the threshold best on the other folds, applied to it.
+
+    Returns per-fold accuracies, their mean, the standard deviation (ddof=1) and the standard error of the
+    mean (std / sqrt(folds)), which the LFW results page reports.
+    """
+    labels, scores, folds = np.asarray(labels), np.asarray(scores), np.asarray(folds)
+    accuracies, thresholds = [], []
+    for fold in np.unique(folds):
+        train, test = folds != fold, folds == fold
+        threshold = best_threshold(labels[train], scores[train])
+        thresholds.append(threshold)
+        accuracies.append(rates_at(labels[test], scores[test], threshold).accuracy)
+    accuracies_array = np.array(accuracies)
+    std = float(accuracies_array.std(ddof=1)) if len(accuracies) > 1 else 0.0
+    return {
+        "fold_accuracies": accuracies,
+        "fold_thresholds": thresholds,
+        "mean": float(accuracies_array.mean()),
+        "std": std,
+        "standard_error": std / math.sqrt(len(accuracies)),
+    }
+
+
+def degenerate_warning(rates: Rates) -> str | None:
+    """A warning when one class is almost always predicted: high accuracy on one class hides a useless model."""
+    low, high = sorted([rates.tpr, rates.tnr])
+    if low < 0.1 and high > 0.5 or high > 0.98 and low < 0.6:
+        return (
+            f"degenerate predictor at threshold {rates.threshold:.3f}: TPR {rates.tpr:.3f}, TNR {rates.tnr:.3f} "
+            "(it answers one class almost always)"
+        )
+    return None
+
+
+def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict:
+    """Every figure of a verification study on one list of pairs, as plain data for results.json.
+
+    `threshold` is one chosen elsewhere (on validation pairs); the test set's own best threshold appears only
+    as `oracle`, labelled so.
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    at_half = rates_at(labels, scores, 0.5)
+    oracle = best_threshold(labels, scores)
+    figures = {
+        "pairs": int(len(labels)),
+        "loss": binary_cross_entropy(labels, scores),
+        "at_0.5": asdict(at_half),
+        "auc": float(roc_auc_score(labels == SAME, scores)),
+        "eer": equal_error_rate(labels, scores),
+        "tar_at_far": {"0.01": tar_at_far(labels, scores, 1e-2), "0.001": tar_at_far(labels, scores, 1e-3)},
+        "roc": roc_points(labels, scores),
+        "threshold_curve": threshold_curve(labels, scores),
+        "oracle_best_on_test": asdict(rates_at(labels, scores, oracle)),
+        "warnings": [w for w in [degenerate_warning(at_half)] if w],
+    }
+    if threshold is not None:
+        figures["at_validation_threshold"] = asdict(rates_at(labels, scores, threshold))
+    return figures

@@ -1,0 +1,82 @@
+"""results.json: the contract between `evaluate` and `report`, as dataclasses that round-trip through JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from lfwbench.errors import LfwbenchError
+from lfwbench.files import write_csv, write_json
+
+SCHEMA_VERSION = 1
+PREDICTION_COLUMNS = ("name1", "image1", "name2", "image2", "fold", "label", "probability", "predicted")
+
+
+@dataclass
+class PairRecord:
+    """One scored pair; `label` and `predicted` are 1 for the same person, 0 for different people."""
+
+    name1: str
+    image1: str
+    name2: str
+    image2: str
+    fold: int
+    label: int
+    probability: float
+    predicted: int
+    line: int
+
+    @property
+    def correct(self) -> bool:
+        return self.label == self.predicted
+
+
+@dataclass
+class Results:
+    """Everything a report shows about one checkpoint on one pair list, without TensorFlow."""
+
+    model: dict
+    data: dict
+    metrics: dict
+    pairs: list[PairRecord]
+    settings: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    leakage: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def name(self) -> str:
+        return self.model.get("name", "model")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Results:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise LfwbenchError(f"results schema {data.get('schema_version')} is not {SCHEMA_VERSION}; re-run evaluate")
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["pairs"] = [PairRecord(**row) for row in data["pairs"]]
+        return cls(**values)
+
+
+def write_results(path: str | Path, results: Results) -> None:
+    write_json(path, results.to_dict())
+
+
+def read_results(path: str | Path) -> Results:
+    path = Path(path)
+    try:
+        return Results.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise LfwbenchError(f"{path}: not an lfwbench results file ({error})") from None
+
+
+def write_predictions(path: str | Path, results: Results) -> None:
+    """One row per pair: name1,image1,name2,image2,fold,label,probability,predicted."""
+    write_csv(path, [{column: getattr(pair, column) for column in PREDICTION_COLUMNS} for pair in results.pairs])
