@@ -6,13 +6,15 @@ TensorFlow is imported only inside the commands that need a model, so `--help`, 
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import click
 
 from lfwbench import __version__
 from lfwbench.errors import LfwbenchError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
 
 
 class Lfwbench(click.Group):
@@ -35,6 +37,17 @@ data_option = click.option(
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
+
+
+def with_options(options: list):
+    """Apply a list of click options, in order, to a command."""
+
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
 
 
 @click.group(cls=Lfwbench, context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,5 +150,306 @@ def data_fetch(dest: Path, variant: str, mirrors: tuple[str, ...], archive: Path
     click.echo(f"ready: {image_dir}")
 
 
-def print_json(data: dict) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+GRID_OPTIONS = ("epochs", "batch_size", "lr", "dropout")
+
+
+def training_options(grid: bool = False):
+    """The options of `train`, `run` and `search`; with `grid`, the grid's four options repeat."""
+    from lfwbench.presets import PRESETS
+
+    many = " Repeat to search several values." if grid else ""
+    options = [
+        data_option,
+        click.option("--preset", type=click.Choice(list(PRESETS)), default="quick", show_default=True),
+        click.option("--epochs", type=click.IntRange(1), multiple=grid, help="Epochs (default: the preset's)." + many),
+        click.option("--batch-size", type=click.IntRange(1), multiple=grid, help="Pairs per batch." + many),
+        click.option("--lr", type=click.FloatRange(0, min_open=True), multiple=grid, help="Adam learning rate." + many),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            multiple=grid,
+            default=() if grid else 0.3,
+            show_default=not grid,
+            help="Dropout before the last unit." + many,
+        ),
+        click.option(
+            "--patience", type=click.IntRange(1), default=6, show_default=True, help="Early-stopping patience."
+        ),
+        click.option("--min-delta", type=click.FloatRange(0), default=0.01, show_default=True),
+        click.option(
+            "--val-fraction",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            default=0.2,
+            show_default=True,
+            help="Share of training pairs held out for validation, split by person.",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--channels", type=click.Choice(["1", "3"]), help="Grayscale or colour (default: the preset's)."),
+        click.option("--size", type=click.IntRange(16), help="Input side in pixels (default: the preset's)."),
+        click.option("--crop", type=click.IntRange(0), help="Centred crop side before resizing, 0 for none."),
+        click.option(
+            "--regime",
+            type=click.Choice(["restricted", "unrestricted"]),
+            help="Only the listed pairs, or new balanced pairs each epoch from the training people.",
+        ),
+        click.option("--pairs-per-epoch", type=click.IntRange(1), help="Pairs drawn per epoch (unrestricted)."),
+        click.option("--augment/--no-augment", default=False, help="Flips, small shifts and rotations, brightness."),
+        click.option("--reduce-lr/--no-reduce-lr", default=False, help="Halve the learning rate on a plateau."),
+        click.option("--mixed-precision/--no-mixed-precision", default=False, help="float16 compute (GPUs)."),
+        click.option(
+            "--strategy",
+            type=click.Choice(["default", "mirrored", "multiworker"]),
+            default="default",
+            show_default=True,
+            help="tf.distribute strategy.",
+        ),
+        click.option(
+            "--deterministic/--no-deterministic",
+            default=True,
+            show_default=True,
+            help="Deterministic TensorFlow ops: same seed, same history.",
+        ),
+        click.option("--train-list", default="pairsDevTrain.txt", show_default=True, help="Training pair list."),
+        click.option(
+            "--eval-list",
+            default="pairsDevTest.txt",
+            show_default=True,
+            help="Evaluation list: its people are refused in training.",
+        ),
+    ]
+
+    return with_options(options)
+
+
+def train_config(options: dict):
+    from lfwbench.training import TrainConfig
+
+    values = {name: options[name] for name in TrainConfig.__dataclass_fields__ if name in options}
+    values["channels"] = int(values["channels"]) if values.get("channels") else None
+    return TrainConfig(**values)
+
+
+def echo_summary(summary) -> None:
+    click.echo(
+        f"best epoch {summary.best_epoch}/{summary.epochs_run}: val_loss {summary.best_val_loss:.4f}, "
+        f"val_accuracy {summary.best_val_accuracy:.4f}; {summary.seconds_per_epoch:.1f} s per epoch"
+        + ("; stopped early" if summary.stopped_early else "")
+    )
+    click.echo(f"checkpoints: {summary.out_dir / 'best.h5'} and best.keras (resume from last.keras)")
+
+
+@main.command()
+@training_options()
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/PRESET-seedSEED]."
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+def train(data: Path | None, out: Path | None, resume: bool, **options) -> None:
+    """Train a Siamese checkpoint (best.keras, best.h5, last.keras, history) on the View 1 training list.
+
+    Example: lfwbench train --data ../shared/lfw --preset quick --out runs/quick
+    """
+    from lfwbench.images import resolve_data_root
+    from lfwbench.training import train as train_run
+
+    out = out or Path("runs") / f"{options['preset']}-seed{options['seed']}"
+    summary = train_run(train_config(options), resolve_data_root(data), out, resume=resume)
+    echo_summary(summary)
+
+
+@main.command()
+@training_options(grid=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/search"), show_default=True)
+def search(data: Path | None, out: Path, **options) -> None:
+    """Train every combination of --lr, --dropout, --epochs and --batch-size; finished runs are not retrained.
+
+    Example: lfwbench search --data ../shared/lfw --lr 1e-3 --lr 3e-4 --dropout 0.2 --dropout 0.5
+    """
+    from lfwbench.images import resolve_data_root
+    from lfwbench.training import grid
+    from lfwbench.training import search as search_runs
+
+    values = {name: options.pop(name) for name in GRID_OPTIONS}
+    combinations = grid(**{name: chosen for name, chosen in values.items() if chosen})
+    rows = search_runs(train_config({**options, "dropout": 0.3}), resolve_data_root(data), out, combinations, echo_err)
+    for row in rows:
+        click.echo(f"{row['run']:<50} val_accuracy {row['best_val_accuracy']:.4f}  val_loss {row['best_val_loss']:.4f}")
+    click.echo(f"best: {rows[0]['run']} ({out / 'results.csv'})")
+
+
+def echo_headline(results) -> None:
+    """The one-screen summary of an evaluation."""
+    m = results.metrics
+    half = m["at_0.5"]
+    ci = half["accuracy_ci"]
+    click.echo(f"{results.name} on {results.data['pair_list_name']} ({m['pairs']} pairs)")
+    click.echo(f"  loss      {m['loss']:.4f}")
+    click.echo(f"  accuracy  {half['accuracy']:.4f}  (95% CI {ci['low']:.3f}-{ci['high']:.3f}, threshold 0.5)")
+    click.echo(f"  TPR same  {half['tpr']:.4f}   TNR different {half['tnr']:.4f}")
+    click.echo(f"  AUC       {m['auc']:.4f}   EER {m['eer']:.4f}")
+    if "at_validation_threshold" in m:
+        val = m["at_validation_threshold"]
+        click.echo(f"  accuracy  {val['accuracy']:.4f}  at the validation threshold {val['threshold']:.3f}")
+    if "view2" in m:
+        v2 = m["view2"]
+        click.echo(
+            f"  View 2    {v2['mean']:.4f} ± {v2['std']:.4f} (std over {len(v2['fold_accuracies'])} folds; "
+            f"standard error {v2['standard_error']:.4f})"
+        )
+    for warning in m["warnings"]:
+        echo_err(f"Warning: {warning}")
+
+
+def evaluation_options(function):
+    options = [
+        data_option,
+        click.option(
+            "--pairs",
+            "pairs_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Pair list to score [default: pairsDevTest.txt in the data root].",
+        ),
+        click.option(
+            "--view2",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="An official pairs.txt: 10-fold View 2 protocol.",
+        ),
+        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--flip/--no-flip", default=False, help="Test-time flip averaging (labelled in every output)."),
+        click.option(
+            "--threshold-from",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Choose the threshold on this pair list instead of the run's validation pairs.",
+        ),
+        click.option("--skip-missing", is_flag=True, help="Leave out pairs whose images are missing (counted)."),
+    ]
+    return with_options(options)(function)
+
+
+def run_evaluation(model: Path, data: Path | None, pairs_path: Path | None, view2: Path | None, **options):
+    from lfwbench.evaluation import evaluate as evaluate_model
+    from lfwbench.images import resolve_data_root
+
+    if pairs_path and view2:
+        raise click.UsageError("give --pairs or --view2, not both")
+    return evaluate_model(model, resolve_data_root(data), view2 or pairs_path, **options)
+
+
+@main.command()
+@click.option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Checkpoint: .keras or .h5 (lfwbench's, or the original notebook's Keras 2 .h5).",
+)
+@evaluation_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write results.json here.")
+@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write per-pair CSV here.")
+def evaluate(model: Path, out: Path | None, predictions: Path | None, **options) -> None:
+    """Score a pair list with a checkpoint: loss, accuracy, TPR, TNR, AUC, EER, intervals, View 2 folds.
+
+    Example: lfwbench evaluate --model runs/quick/best.h5 --data ../shared/lfw --out results.json
+    """
+    from lfwbench.results import write_predictions, write_results
+
+    results = run_evaluation(model, **options)
+    echo_headline(results)
+    if out:
+        write_results(out, results)
+        click.echo(f"wrote {out}")
+    if predictions:
+        write_predictions(predictions, results)
+        click.echo(f"wrote {predictions}")
+
+
+def report_path(results) -> Path:
+    """reports/<checkpoint-name>-<pair-list>.html, the checkpoint named by its run folder when it is best/last."""
+    model = Path(results.model["path"])
+    name = f"{model.parent.name}-{model.stem}" if model.stem in ("best", "last") else model.stem
+    return Path("reports") / f"{name}-{Path(results.data['pair_list_name']).stem}.html"
+
+
+def write_report_files(results: list, out: Path | None, plotlyjs: str, gallery: int, fail_under: float | None) -> None:
+    """Write NAME.html and NAME.json, print the path and headlines, then apply --fail-under."""
+    from lfwbench.report import write_report
+    from lfwbench.results import write_results
+
+    out = out or report_path(results[0])
+    for result in results:
+        echo_headline(result)
+    if len(results) == 1:
+        write_results(out.with_suffix(".json"), results[0])
+    write_report(out, results, plotlyjs, gallery)
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    worst = min(result.metrics["at_0.5"]["accuracy"] for result in results)
+    if fail_under is not None and worst < fail_under:
+        raise click.ClickException(f"test accuracy {worst:.4f} is below --fail-under {fail_under}")
+
+
+report_options = [
+    click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="HTML file [default: reports/<checkpoint>-<pair-list>.html]; the results go beside it as .json.",
+    ),
+    click.option("--fail-under", type=click.FloatRange(0, 1), help="Exit 1 when test accuracy is below this."),
+    click.option(
+        "--plotlyjs",
+        type=click.Choice(["inline", "cdn"]),
+        default="inline",
+        show_default=True,
+        help="Inline plotly.js (offline, about 4.7 MB) or load it from the CDN.",
+    ),
+    click.option("--gallery", type=click.IntRange(0), default=10, show_default=True, help="Cards per gallery section."),
+]
+
+
+@main.command()
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Checkpoint to evaluate; repeat to compare models side by side.",
+)
+@click.option(
+    "--results",
+    "results_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Render from saved results.json instead (no TensorFlow needed); repeatable.",
+)
+@evaluation_options
+@with_options(report_options)
+def report(models, results_files, out, fail_under, plotlyjs, gallery, **options) -> None:
+    """Evaluate and write one self-contained HTML report (and its results JSON).
+
+    Example: lfwbench report --model runs/quick/best.h5 --data ../shared/lfw
+    """
+    from lfwbench.results import read_results
+
+    if not models and not results_files:
+        raise click.UsageError("give --model CHECKPOINT or --results FILE")
+    results = [read_results(path) for path in results_files]
+    results += [run_evaluation(model, **options) for model in models]
+    write_report_files(results, out, plotlyjs, gallery, fail_under)
+
+
+@main.command()
+@training_options()
+@click.option("--runs", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
+@with_options(report_options)
+def run(data: Path | None, runs: Path, out, fail_under, plotlyjs, gallery, **options) -> None:
+    """The whole notebook in one command: train, evaluate on pairsDevTest, write the report.
+
+    Example: lfwbench run --data ../shared/lfw --preset quick
+    """
+    from lfwbench.evaluation import evaluate as evaluate_model
+    from lfwbench.images import resolve_data_root
+    from lfwbench.training import train as train_run
+
+    root = resolve_data_root(data)
+    summary = train_run(train_config(options), root, runs / f"{options['preset']}-seed{options['seed']}")
+    echo_summary(summary)
+    results = evaluate_model(summary.out_dir / "best.h5", root, root / options["eval_list"])
+    write_report_files([results], out, plotlyjs, gallery, fail_under)

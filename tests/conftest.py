@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,10 +41,9 @@ def make_lfw_tree(root: Path, folder: str = "lfw-deepfunneled") -> Path:
         return [f"{names[k % len(names)]}\t{1 + k % 3}\t{2 + k % 3}" for k in range(count)]
 
     def different(names: list[str], count: int) -> list[str]:
-        return [
-            f"{names[k % len(names)]}\t{1 + k % 4}\t{names[(k + 1) % len(names)]}\t{1 + (k + 2) % 4}"
-            for k in range(count)
-        ]
+        # people paired two by two, so the list splits into several groups of people (for split_by_person)
+        n = len(names)
+        return [f"{names[2 * k % n]}\t{1 + k % 4}\t{names[(2 * k + 1) % n]}\t{1 + (k + 2) % 4}" for k in range(count)]
 
     write_list(root / "pairsDevTrain.txt", "12", same(TRAIN_PEOPLE, 12) + different(TRAIN_PEOPLE, 12))
     write_list(root / "pairsDevTest.txt", "4", same(TEST_PEOPLE, 4) + different(TEST_PEOPLE, 4))
@@ -80,3 +80,101 @@ def real_lfw() -> Path:
     if not (REAL_LFW / "pairsDevTrain.txt").is_file():
         pytest.skip(f"real LFW copy not found at {REAL_LFW}")
     return REAL_LFW
+
+
+def write_keras2_h5(path: Path, model, era: str = "tf2.8") -> None:
+    """Write `model` (a Koch-family lfwbench model) in the HDF5 layout TensorFlow 2.8 / tf_keras gave the notebook.
+
+    The L1 join is a Lambda whose `function` is marshalled bytecode that would raise if ever run; custom
+    initialisers are stored as TF 2.8 did (a bare name) or as tf_keras does (a 'function' record).
+    """
+    import h5py
+
+    initialiser = (
+        "initialize_weights"
+        if era == "tf2.8"
+        else {
+            "module": "builtins",
+            "class_name": "function",
+            "config": "initialize_weights",
+            "registered_name": "function",
+        }
+    )
+    twin, head = model.get_layer("twin"), model.get_layer("head")
+    shape = [None, *twin.input.shape[1:]]
+    inner = [{"class_name": "InputLayer", "config": {"batch_input_shape": shape, "name": "conv2d_input"}}]
+    names = {}
+    counters: dict[str, int] = {}
+    for layer in twin.layers[2:]:  # skip the input and our Rescaling (the notebook divided by 255 itself)
+        kind = type(layer).__name__
+        base = {
+            "Conv2D": "conv2d",
+            "BatchNormalization": "batch_normalization",
+            "MaxPooling2D": "max_pooling2d",
+            "Flatten": "flatten",
+            "Dense": "dense",
+            "GlobalAveragePooling2D": "gap",
+        }[kind]
+        number = counters.get(base, 0)
+        counters[base] = number + 1
+        names[layer.name] = name = base if number == 0 else f"{base}_{number}"
+        config = {"name": name, "trainable": True}
+        if kind == "Conv2D":
+            config |= {
+                "filters": layer.filters,
+                "kernel_size": list(layer.kernel_size),
+                "activation": "relu",
+                "padding": layer.padding,
+                "kernel_initializer": initialiser,
+            }
+        if kind == "Dense":
+            config |= {"units": layer.units, "activation": "sigmoid", "kernel_initializer": initialiser}
+        inner.append({"class_name": kind, "config": config})
+    lambda_bytecode = "4wEAAAAAAAAAAAAAAAEAAAAEAAAAQwAAAHMOAAAAdABkAYMBAQBkAFMAKQJO2gRib29tKQHaClN5c3RlbUV4aXQ="
+    top = [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": shape, "name": "input_1"}, "name": "input_1"},
+        {"class_name": "InputLayer", "config": {"batch_input_shape": shape, "name": "input_2"}, "name": "input_2"},
+        {"class_name": "Sequential", "config": {"name": "sequential", "layers": inner}, "name": "sequential"},
+        {
+            "class_name": "Lambda",
+            "config": {
+                "name": "lambda",
+                "function": [lambda_bytecode, None, None],
+                "function_type": "lambda",
+                "module": "__main__",
+            },
+            "name": "lambda",
+        },
+        {"class_name": "Dropout", "config": {"name": "dropout", "rate": 0.4}, "name": "dropout"},
+        {"class_name": "Dense", "config": {"name": "dense_1", "units": 1, "activation": "sigmoid"}, "name": "dense_1"},
+    ]
+    config = {"class_name": "Functional", "config": {"name": "model", "layers": top}, "keras_version": "2.8.0"}
+    with h5py.File(path, "w") as file:
+        file.attrs["keras_version"] = b"2.8.0" if era == "tf2.8" else b"2.21.0"
+        file.attrs["backend"] = b"tensorflow"
+        file.attrs["model_config"] = json.dumps(config).encode()
+        weights = file.create_group("model_weights")
+        weights.attrs["layer_names"] = [b"input_1", b"input_2", b"sequential", b"lambda", b"dropout", b"dense_1"]
+        for name in ("input_1", "input_2", "lambda", "dropout"):
+            weights.create_group(name).attrs["weight_names"] = []
+        tower = weights.create_group("sequential")
+        trainable, frozen = [], []
+        for layer in twin.layers[2:]:
+            for variable in layer.weights:
+                kind = variable.path.split("/")[-1]
+                entry = (f"{names[layer.name]}/{kind}:0", variable.numpy())
+                (trainable if variable.trainable else frozen).append(entry)
+        for name, value in trainable + frozen:  # Keras 2 order: trainable weights first
+            tower.create_dataset(name, data=value)
+        tower.attrs["weight_names"] = [name.encode() for name, _ in trainable + frozen]
+        dense = weights.create_group("dense_1")
+        kernel, bias = head.get_layer("same").get_weights()
+        dense.create_dataset("dense_1/kernel:0", data=kernel)
+        dense.create_dataset("dense_1/bias:0", data=bias)
+        dense.attrs["weight_names"] = [b"dense_1/kernel:0", b"dense_1/bias:0"]
+
+
+@pytest.fixture
+def keras2_h5():
+    """The writer of notebook-era checkpoints, for tests of the legacy loader."""
+    return write_keras2_h5

@@ -1,0 +1,281 @@
+"""Results -> one self-contained HTML report (Jinja2, Plotly, base64 thumbnails); no TensorFlow here.
+
+The page inlines its CSS and plotly.js once, embeds faces as small JPEG data URIs, and is deterministic given
+its inputs (fixed div ids, sorted keys) apart from the header block holding date and versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import cv2
+import jinja2
+import numpy as np
+import plotly
+import plotly.graph_objects as go
+from markupsafe import Markup
+from plotly.subplots import make_subplots
+
+from lfwbench import __version__
+from lfwbench.files import atomic_open
+from lfwbench.metrics import mcnemar_exact
+from lfwbench.results import PairRecord, Results
+
+THUMBNAIL_SIDE = 88
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+SAME_COLOUR, DIFFERENT_COLOUR = "#2a9d8f", "#e76f51"
+
+
+@dataclass
+class Card:
+    """A gallery entry: both faces, the names, label, probability and whether the model was right."""
+
+    pair: PairRecord
+    left: str
+    right: str
+    note: str = ""
+
+
+def _environment() -> jinja2.Environment:
+    """Templates come from the installed package (lfwbench.templates), never from the working directory."""
+    folder = files("lfwbench.templates")
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: (folder / name).read_text(encoding="utf-8")),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def figure_html(figure: go.Figure, div_id: str) -> Markup:
+    """The one place Plotly markup is marked safe: a div with a fixed id, plotly.js included once elsewhere."""
+    figure.update_layout(template="plotly_white", margin={"l": 50, "r": 20, "t": 40, "b": 45}, height=360)
+    html = figure.to_html(
+        full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False, "responsive": True}
+    )
+    return Markup(html)
+
+
+def thumbnail(path: str, side: int = THUMBNAIL_SIDE) -> str:
+    """A small JPEG of the face as a data URI; an empty string when the file is gone."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        return ""
+    image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 72])
+    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode() if ok else ""
+
+
+def _balanced(pairs: list[PairRecord], count: int) -> list[PairRecord]:
+    """Up to `count` pairs alternating 'same' and 'different', each class in the given order."""
+    same = [p for p in pairs if p.label == 1]
+    different = [p for p in pairs if p.label == 0]
+    mixed = [p for duo in itertools.zip_longest(same, different) for p in duo if p is not None]
+    return mixed[:count]
+
+
+def gallery_sections(results: Results, count: int) -> list[tuple[str, str, list[PairRecord]]]:
+    """Most confident mistakes, then borderline pairs, then confident correct ones, both classes in each."""
+    margin = lambda pair: abs(pair.probability - 0.5)  # noqa: E731
+    wrong = sorted((p for p in results.pairs if not p.correct), key=margin, reverse=True)
+    right = sorted((p for p in results.pairs if p.correct), key=margin, reverse=True)
+    borderline = sorted(results.pairs, key=margin)
+    return [
+        ("mistakes", "Most confident mistakes", _balanced(wrong, count)),
+        ("borderline", "Borderline pairs (probability near 0.5)", _balanced(borderline, count)),
+        ("correct", "Confident correct pairs", _balanced(right, count)),
+    ]
+
+
+def _cards(pairs: list[PairRecord], cache: dict[str, str]) -> list[Card]:
+    """Cards for the pairs, each face encoded once however many cards show it."""
+    for pair in pairs:
+        for path in (pair.image1, pair.image2):
+            if path not in cache:
+                cache[path] = thumbnail(path)
+    return [Card(pair, cache[pair.image1], cache[pair.image2]) for pair in pairs]
+
+
+def training_figure(results: list[Results]) -> go.Figure | None:
+    histories = [(r.name, r.training.get("history") or []) for r in results]
+    if not any(history for _, history in histories):
+        return None
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    for index, (name, history) in enumerate(histories):
+        epochs = [row["epoch"] for row in history]
+        colour = COLOURS[index % len(COLOURS)]
+        for column, metric in ((1, "loss"), (2, "accuracy")):
+            for prefix, dash in (("", "solid"), ("val_", "dash")):
+                figure.add_trace(
+                    go.Scatter(
+                        x=epochs,
+                        y=[row.get(prefix + metric) for row in history],
+                        name=f"{name} {'validation' if prefix else 'training'} {metric}",
+                        line={"color": colour, "dash": dash},
+                    ),
+                    row=1,
+                    col=column,
+                )
+    figure.update_xaxes(title_text="epoch")
+    return figure
+
+
+def roc_figure(results: list[Results]) -> go.Figure:
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", line={"color": "#bbb", "dash": "dot"}))
+    for index, result in enumerate(results):
+        roc, colour = result.metrics["roc"], COLOURS[index % len(COLOURS)]
+        figure.add_trace(
+            go.Scatter(
+                x=roc["fpr"], y=roc["tpr"], name=f"{result.name} (AUC {result.metrics['auc']:.3f})",
+                line={"color": colour}, customdata=roc["threshold"],
+                hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
+            )
+        )  # fmt: skip
+        for key, symbol in (("at_0.5", "circle"), ("at_validation_threshold", "diamond")):
+            if key in result.metrics:
+                point = result.metrics[key]
+                figure.add_trace(
+                    go.Scatter(
+                        x=[1 - point["tnr"]], y=[point["tpr"]], mode="markers", showlegend=True,
+                        marker={"color": colour, "size": 11, "symbol": symbol},
+                        name=f"{result.name} threshold {point['threshold']:.3f}",
+                    )
+                )  # fmt: skip
+    figure.update_xaxes(title_text="false positive rate (different pairs called same)", range=[0, 1])
+    figure.update_yaxes(title_text="true positive rate (same pairs called same)", range=[0, 1.01])
+    return figure
+
+
+def distribution_figure(result: Results) -> go.Figure:
+    figure = go.Figure()
+    for label, name, colour in ((1, "same person", SAME_COLOUR), (0, "different people", DIFFERENT_COLOUR)):
+        scores = [p.probability for p in result.pairs if p.label == label]
+        figure.add_trace(go.Histogram(x=scores, name=name, marker_color=colour, opacity=0.65, xbins={"size": 0.025}))
+    figure.add_vline(x=0.5, line_dash="dash", annotation_text="0.5")
+    if "at_validation_threshold" in result.metrics:
+        threshold = result.metrics["at_validation_threshold"]["threshold"]
+        figure.add_vline(
+            x=threshold,
+            line_dash="dot",
+            line_color="#555",
+            annotation_text=f"validation {threshold:.3f}",
+            annotation_position="bottom right",
+        )
+    figure.update_layout(barmode="overlay")
+    figure.update_xaxes(title_text="probability of 'same'", range=[0, 1])
+    figure.update_yaxes(title_text="pairs")
+    return figure
+
+
+def threshold_figure(result: Results) -> go.Figure:
+    curve = result.metrics["threshold_curve"]
+    figure = go.Figure()
+    for key, name, colour in (("accuracy", "accuracy", "#264653"), ("tpr", "TPR (same)", SAME_COLOUR),
+                              ("tnr", "TNR (different)", DIFFERENT_COLOUR)):  # fmt: skip
+        figure.add_trace(go.Scatter(x=curve["threshold"], y=curve[key], name=name, line={"color": colour}))
+    figure.update_xaxes(title_text="threshold on the probability of 'same'")
+    figure.update_yaxes(range=[0, 1.01])
+    return figure
+
+
+def confusion_figure(result: Results) -> go.Figure:
+    (tn, fp), (fn, tp) = result.metrics["at_0.5"]["confusion"]
+    figure = go.Figure(
+        go.Heatmap(
+            z=[[tp, fn], [fp, tn]], x=["predicted same", "predicted different"], y=["same", "different"],
+            text=[[tp, fn], [fp, tn]], texttemplate="%{text}", colorscale="Blues", showscale=False,
+        )
+    )  # fmt: skip
+    figure.update_yaxes(autorange="reversed", title_text="true class")
+    figure.update_layout(height=300)
+    return figure
+
+
+def comparisons(results: list[Results]) -> list[dict]:
+    """McNemar's exact test between each two models scored on the same pairs."""
+    rows = []
+    for first, second in itertools.combinations(results, 2):
+        if [p.line for p in first.pairs] != [p.line for p in second.pairs] or first.data[
+            "pair_list_md5"
+        ] != second.data["pair_list_md5"]:
+            rows.append({"first": first.name, "second": second.name, "note": "scored on different pairs: not compared"})
+            continue
+        test = mcnemar_exact(np.array([p.correct for p in first.pairs]), np.array([p.correct for p in second.pairs]))
+        rows.append({"first": first.name, "second": second.name, "note": "", **test})
+    return rows
+
+
+def disagreement_cards(results: list[Results], count: int, thumbnails: dict[str, str]) -> list[Card]:
+    """Pairs on which the models' predictions differ, each card noting every model's probability."""
+    if len({len(r.pairs) for r in results}) > 1:
+        return []
+    chosen = [
+        k
+        for k, rows in enumerate(zip(*(r.pairs for r in results), strict=True))
+        if len({p.predicted for p in rows}) > 1
+    ]
+    chosen = chosen[:count]
+    notes = {k: ", ".join(f"{r.name}: {r.pairs[k].probability:.3f}" for r in results) for k in chosen}
+    cards = _cards([results[0].pairs[k] for k in chosen], thumbnails)
+    for k, card in zip(chosen, cards, strict=True):
+        card.note = notes[k]
+    return cards
+
+
+def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int = 10) -> str:
+    """The report of one or several evaluations of the same pair list, as one HTML string."""
+    thumbnails: dict[str, str] = {}
+    figures = {}
+    training = training_figure(results)
+    if training is not None:
+        figures["training"] = figure_html(training, "fig-training")
+    figures["roc"] = figure_html(roc_figure(results), "fig-roc")
+    models = []
+    for index, result in enumerate(results):
+        models.append(
+            {
+                "result": result,
+                "anchor": f"model-{index + 1}",
+                "distribution": figure_html(distribution_figure(result), f"fig-distribution-{index + 1}"),
+                "thresholds": figure_html(threshold_figure(result), f"fig-thresholds-{index + 1}"),
+                "confusion": figure_html(confusion_figure(result), f"fig-confusion-{index + 1}"),
+                "gallery": [
+                    (key, title, _cards(pairs, thumbnails)) for key, title, pairs in gallery_sections(result, gallery)
+                ],
+                "training_seconds": sum(row.get("seconds", 0) for row in result.training.get("history", [])),
+            }
+        )
+    disagreements = disagreement_cards(results, gallery, thumbnails) if len(results) > 1 else []
+    script = (
+        Markup(f"<script>{plotly.offline.get_plotlyjs()}</script>")
+        if plotlyjs == "inline"
+        else Markup(
+            f'<script src="https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"></script>'
+        )
+    )
+    environment = _environment()
+    return environment.get_template("report.html.j2").render(
+        results=results,
+        models=models,
+        figures=figures,
+        comparisons=comparisons(results) if len(results) > 1 else [],
+        disagreements=disagreements,
+        stats=results[0].data.get("stats", {}),
+        css=Markup((files("lfwbench.templates") / "report.css").read_text(encoding="utf-8")),
+        plotly_script=script,
+        lfwbench_version=__version__,
+    )
+
+
+def write_report(path: str | Path, results: list[Results], plotlyjs: str = "inline", gallery: int = 10) -> Path:
+    """Render and write the report atomically (temporary file, then rename): never a half-written page."""
+    html = render_report(results, plotlyjs, gallery)
+    with atomic_open(path) as handle:
+        handle.write(html)
+    return Path(path)
