@@ -73,6 +73,8 @@ def read_results(path: str | Path) -> Results:
     path = Path(path)
     try:
         return Results.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except LfwbenchError as error:
+        raise LfwbenchError(f"{path}: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise LfwbenchError(f"{path}: not an lfwbench results file ({error})") from None
 

@@ -129,8 +129,8 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
             pool_people = sorted({(name, 0) for name in people_of(train)})
         val_people = people_of(val)
         pool_people = [(name, count) for name, count in pool_people if name not in val_people]
-    training_people = people_of(train) | {name for name, _ in pool_people}
-    leaked = sorted(training_people & eval_people)
+    seen_people = listed.people | {name for name, _ in pool_people}
+    leaked = sorted(seen_people & eval_people)
     if leaked:
         raise LfwbenchError(
             f"{len(leaked)} people of {config.eval_list} would be trained on (e.g. {', '.join(leaked[:3])}); "
@@ -150,7 +150,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         "train_people": len(people_of(train)),
         "val_people": len(people_of(val)),
         "eval_list": config.eval_list,
-        "eval_people_in_training_or_validation": len((training_people | people_of(val)) & eval_people),
+        "eval_people_in_training_or_validation": len(seen_people & eval_people),
     }
     if config.regime == "restricted":
         base = _triples(left[:n_train], right[:n_train], labels[:n_train])

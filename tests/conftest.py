@@ -178,3 +178,78 @@ def write_keras2_h5(path: Path, model, era: str = "tf2.8") -> None:
 def keras2_h5():
     """The writer of notebook-era checkpoints, for tests of the legacy loader."""
     return write_keras2_h5
+
+
+def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: int = 0):
+    """A Results object built by hand (no TensorFlow): random scores on the synthetic tree's faces."""
+    from lfwbench.metrics import summarise
+    from lfwbench.results import PairRecord, Results
+
+    rng = np.random.default_rng(seed)
+    people = TRAIN_PEOPLE + TEST_PEOPLE
+    labels = np.array([1, 0] * (pairs // 2))
+    scores = np.clip(0.5 + 0.3 * (labels - 0.5) + rng.normal(0, 0.2, pairs), 0.001, 0.999)
+    records = []
+    for k, (label, score) in enumerate(zip(labels, scores, strict=True)):
+        first = people[k % len(people)]
+        second = first if label else people[(k + 1) % len(people)]
+        records.append(
+            PairRecord(
+                first, str(tree / "lfw-deepfunneled" / first / f"{first}_0001.jpg"),
+                second, str(tree / "lfw-deepfunneled" / second / f"{second}_0002.jpg"),
+                1, int(label), float(score), int(score >= 0.5), k + 2,
+            )
+        )  # fmt: skip
+    history = [
+        {"epoch": e, "loss": 0.7 - 0.05 * e, "accuracy": 0.5 + 0.04 * e, "val_loss": 0.72 - 0.03 * e,
+         "val_accuracy": 0.5 + 0.03 * e, "seconds": 10.0}
+        for e in range(1, 6)
+    ]  # fmt: skip
+    return Results(
+        model={
+            "name": name,
+            "path": f"/runs/{name}/best.h5",
+            "sha256": "0" * 64,
+            "preset": "tiny",
+            "parameters": 1000,
+            "twin_parameters": 900,
+            "input_shape": [32, 32, 3],
+            "layers": [
+                {"layer": "twin/conv1", "type": "Conv2D", "output_shape": "(None, 32, 32, 4)", "parameters": 112}
+            ],
+        },
+        data={
+            "root": str(tree),
+            "variant": "lfw-deepfunneled",
+            "pair_list": str(tree / "pairsDevTest.txt"),
+            "pair_list_name": "pairsDevTest.txt",
+            "pair_list_md5": "abc",
+            "folds": 1,
+            "distinct_images": pairs,
+            "skipped_pairs": [],
+            "stats": {
+                "variant": "lfw-deepfunneled",
+                "people": 12,
+                "images": 48,
+                "images_per_person": {"mean": 4.0, "std": 0.0, "max": 4, "people_with_2_or_more": 12},
+                "splits": {"test": {"list": "pairsDevTest.txt", "pairs": 8, "same": 4, "different": 4, "people": 4}},
+                "test_train_overlap_people": 0,
+            },
+        },
+        metrics=summarise(labels, scores, 0.45),
+        pairs=records,
+        settings={"batch_size": 64, "flip_tta": False, "crop": 0, "skip_missing": False},
+        training={
+            "config": {"config": {"seed": 1, "preset": "tiny"}, "split": {"train_pairs": 10}},
+            "history": history,
+        },
+        leakage={"checked": True, "people_in_training_and_evaluation": 0, "examples": []},
+        timings={"infer": 1.0, "images_per_second": 100.0},
+        versions={"lfwbench": "0", "tensorflow": "x", "keras": "y"},
+        created="2026-01-01T00:00:00+00:00",
+    )
+
+
+@pytest.fixture
+def make_results():
+    return hand_made_results

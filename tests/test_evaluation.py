@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import accuracy_score, confusion_matrix, roc_auc_score
+
+pytest.importorskip("tensorflow")
+
+from lfwbench.checkpoints import save_model  # noqa: E402
+from lfwbench.cli import main  # noqa: E402
+from lfwbench.evaluation import evaluate  # noqa: E402
+from lfwbench.inference import score_pairs  # noqa: E402
+from lfwbench.model import build_siamese  # noqa: E402
+from lfwbench.results import PREDICTION_COLUMNS, read_results, write_results  # noqa: E402
+from lfwbench.training import TrainConfig, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_dir(lfw_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "tiny"
+    train(TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=2), lfw_tree, out, verbose=0)
+    return out
+
+
+def test_embed_once_equals_the_pair_model() -> None:
+    model = build_siamese("tiny", seed=4)
+    images = np.random.default_rng(1).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    left, right = np.array([0, 1, 2, 3, 4, 0, 5]), np.array([6, 7, 8, 9, 10, 11, 0])
+    expected = model.predict([images[left], images[right]], verbose=0).ravel()
+    np.testing.assert_allclose(score_pairs(model, images, left, right, batch_size=5, verbose=0), expected, atol=1e-5)
+    twin, head = model.get_layer("twin"), model.get_layer("head")
+    mean = (twin.predict(images, verbose=0) + twin.predict(images[:, :, ::-1], verbose=0)) / 2
+    flip_expected = head.predict([mean[left], mean[right]], verbose=0).ravel()
+    np.testing.assert_allclose(score_pairs(model, images, left, right, flip=True, verbose=0), flip_expected, atol=1e-5)
+
+
+def test_evaluate_scores_every_pair_and_round_trips(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
+    results = evaluate(run_dir / "best.h5", lfw_tree, progress=False)
+    labels = np.array([p.label for p in results.pairs])
+    scores = np.array([p.probability for p in results.pairs])
+    assert len(results.pairs) == 8 and results.data["distinct_images"] == len(
+        {p.image1 for p in results.pairs} | {p.image2 for p in results.pairs}
+    )
+    m = results.metrics
+    assert m["at_0.5"]["accuracy"] == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
+    assert m["at_0.5"]["confusion"] == confusion_matrix(labels, scores >= 0.5, labels=[0, 1]).tolist()
+    assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+    assert "pairsDevTrain.txt (validation people" in m["validation_threshold"]["source"]
+    assert "at_validation_threshold" in m
+    assert results.leakage == {"checked": True, "people_in_training_and_evaluation": 0, "examples": []}
+    assert results.training["history"][-1]["epoch"] == 2 and results.model["preset"] == "tiny"
+    write_results(tmp_path / "r.json", results)
+    assert read_results(tmp_path / "r.json") == results
+
+
+def test_evaluating_training_people_is_reported_as_leakage(run_dir: Path, lfw_tree: Path) -> None:
+    results = evaluate(run_dir / "best.keras", lfw_tree, lfw_tree / "pairsDevTrain.txt", progress=False)
+    assert results.leakage["people_in_training_and_evaluation"] == 8
+    assert any(w.startswith("leakage: 8 people") for w in results.metrics["warnings"])
+
+
+def test_view2_reports_folds(run_dir: Path, lfw_tree: Path) -> None:
+    results = evaluate(run_dir / "best.h5", lfw_tree, lfw_tree / "pairs.txt", progress=False)
+    view2 = results.metrics["view2"]
+    assert len(view2["fold_accuracies"]) == 2 and {p.fold for p in results.pairs} == {1, 2}
+    assert view2["mean"] == pytest.approx(np.mean(view2["fold_accuracies"]))
+
+
+def test_evaluate_command_writes_json_and_csv(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
+    out, csv = tmp_path / "results.json", tmp_path / "predictions.csv"
+    result = CliRunner().invoke(
+        main, ["evaluate", "--model", str(run_dir / "best.h5"), "--data", str(lfw_tree), "--out", str(out),
+               "--predictions", str(csv), "--flip"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for fragment in ("loss", "accuracy", "TPR same", "TNR different", "AUC", "EER", "95% CI"):
+        assert fragment in result.output
+    table = pd.read_csv(csv)
+    assert tuple(table.columns) == PREDICTION_COLUMNS and len(table) == 8
+    assert set(table["label"]) == {0, 1} and table["predicted"].isin([0, 1]).all()
+    stored = json.loads(out.read_text())
+    assert stored["schema_version"] == 1 and stored["settings"]["flip_tta"] is True
+
+
+def test_bad_checkpoint_is_one_line_error(lfw_tree: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"0" * 100)
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "bad.h5"), "--data", str(lfw_tree)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+
+
+@pytest.mark.realdata
+def test_real_devtest_scored_and_metrics_match_scikit_learn(real_lfw: Path, tmp_path: Path) -> None:
+    model = build_siamese("tiny", (32, 32, 3), seed=0)
+    save_model(model, tmp_path / "random.keras")
+    results = evaluate(tmp_path / "random.keras", real_lfw, progress=False)
+    labels = np.array([p.label for p in results.pairs])
+    scores = np.array([p.probability for p in results.pairs])
+    assert len(results.pairs) == 1000 and results.data["distinct_images"] == 1549
+    assert results.metrics["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+    assert results.metrics["at_0.5"]["accuracy"] == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lfwbench.cli import main
+from lfwbench.report import render_report, write_report
+from lfwbench.results import write_results
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+INJECTED = "<script>window.__injected = 1</script>"
+
+
+def with_injected_mistake(results):
+    """Name the first pair's person with a script and make it the most confident mistake (first in the gallery)."""
+    pair = results.pairs[0]
+    pair.name1 = INJECTED
+    pair.probability = 0.999 if pair.label == 0 else 0.001
+    pair.predicted = 1 - pair.label
+    return results
+
+
+def scrub(html: str) -> str:
+    """Drop the header block holding date and versions, as the style guide asks of report tests."""
+    return re.sub(r'<dl class="run-facts".*?</dl>', "", html, flags=re.S)
+
+
+def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path) -> None:
+    html = render_report([with_injected_mistake(make_results(lfw_tree))])
+    for anchor in ("headline", "training", "roc", "model-1", "data", "models", "gallery"):
+        assert f'id="{anchor}"' in html and f'href="#{anchor}"' in html
+    for div in ("fig-training", "fig-roc", "fig-distribution-1", "fig-thresholds-1", "fig-confusion-1"):
+        assert f'id="{div}"' in html
+    assert INJECTED not in html and "&lt;script&gt;window.__injected = 1&lt;/script&gt;" in html
+    assert html.count("data:image/jpeg;base64,") > 10
+    assert "±2.8 points" in html.replace("about ±2.8", "±2.8")
+    assert "Most confident mistakes" in html and "Borderline" in html and "Confident correct" in html
+
+
+def test_plotlyjs_inlined_once_and_no_external_request(make_results, lfw_tree: Path) -> None:
+    html = render_report([make_results(lfw_tree)])
+    assert html.count("plotly.js v") == 1  # the library's banner comment
+    markup = re.sub(r"<script>.*?</script>", "", html, flags=re.S)  # plotly.js itself mentions URLs
+    assert not re.search(r'(src|href)="(https?:)?//', markup)
+    cdn = render_report([make_results(lfw_tree)], plotlyjs="cdn")
+    assert "plotly.js v" not in cdn and 'src="https://cdn.plot.ly/plotly-' in cdn
+
+
+def test_report_is_deterministic(make_results, lfw_tree: Path) -> None:
+    first = render_report([make_results(lfw_tree)])
+    second = render_report([make_results(lfw_tree)])
+    assert scrub(first) == scrub(second)
+
+
+def test_comparison_of_two_models(make_results, lfw_tree: Path) -> None:
+    html = render_report([make_results(lfw_tree, name="model-a"), make_results(lfw_tree, name="model-b", seed=5)])
+    assert 'id="comparison"' in html and "McNemar" in html
+    assert "model-a vs model-b" in html and "Pairs on which the models disagree" in html
+    assert html.count("(AUC ") >= 2
+
+
+def test_no_history_is_said(make_results, lfw_tree: Path) -> None:
+    results = make_results(lfw_tree)
+    results.training = {}
+    html = render_report([results])
+    assert "No training history is stored" in html and 'id="fig-training"' not in html
+
+
+def test_thousand_pair_report_stays_under_6_mb(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    path = write_report(tmp_path / "big.html", [make_results(lfw_tree, pairs=1000)])
+    assert path.stat().st_size < 6_000_000
+    assert [p.name for p in tmp_path.iterdir()] == ["big.html"]
+
+
+REPORT_WITHOUT_TENSORFLOW = """
+import sys
+from lfwbench.cli import main
+try:
+    main(["report", "--results", sys.argv[1], "--out", sys.argv[2], "--fail-under", "0.99"])
+except SystemExit as exit:
+    print("exit", exit.code, "tensorflow" in sys.modules)
+"""
+
+
+def test_results_render_without_tensorflow_and_fail_under(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    write_results(tmp_path / "r.json", make_results(lfw_tree))
+    out = tmp_path / "out" / "report.html"
+    run = subprocess.run([sys.executable, "-c", REPORT_WITHOUT_TENSORFLOW, str(tmp_path / "r.json"), str(out)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.stdout.strip().endswith("exit 1 False"), run.stdout + run.stderr
+    assert "is below --fail-under 0.99" in run.stderr
+    assert out.is_file() and out.with_suffix(".json").is_file()
+
+
+def test_report_command_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["report"])
+    assert result.exit_code == 2 and "give --model CHECKPOINT or --results FILE" in result.output
+    (tmp_path / "r.json").write_text("{}")
+    result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
+    assert result.exit_code == 1 and "r.json" in result.output and "re-run evaluate" in result.output
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium is not installed")
+    results = with_injected_mistake(make_results(lfw_tree, pairs=200))
+    page_path = write_report(
+        tmp_path / "report.html", [results, make_results(lfw_tree, pairs=200, name="other", seed=3)]
+    )
+    errors: list[str] = []
+    requests: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(chromium),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(page_path.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+        charts = page.eval_on_selector_all(
+            ".plotly-graph-div", "ds => ds.map(d => d.querySelector('svg.main-svg') !== null)"
+        )
+        images = page.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)")
+        injected = page.evaluate("window.__injected === undefined")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 800})
+        try:  # Plotly redraws its charts to the new width after a resize event
+            page.wait_for_function("document.documentElement.scrollWidth <= window.innerWidth + 1", timeout=5000)
+            narrow = True
+        except playwright.TimeoutError:
+            narrow = False
+        browser.close()
+    assert errors == []
+    assert len(charts) >= 8 and all(charts)
+    assert len(images) > 20 and all(images)
+    assert injected, "a person's name ran as a script"
+    assert narrow, "the page scrolls sideways on a narrow screen"
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests

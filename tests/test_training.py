@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("tensorflow")
+
+from lfwbench.checkpoints import load_model  # noqa: E402
+from lfwbench.cli import main  # noqa: E402
+from lfwbench.errors import LfwbenchError  # noqa: E402
+from lfwbench.training import TrainConfig, early_stop_wait, grid, search, train  # noqa: E402
+
+TINY = TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(lfw_tree: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    return train(TINY, lfw_tree, out, verbose=0)
+
+
+def test_run_folder_has_history_checkpoints_and_config(tiny_run) -> None:
+    out = tiny_run.out_dir
+    assert {"best.keras", "best.h5", "last.keras", "config.json", "history.csv", "history.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(history.columns)
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["preset"] == "tiny" and config["input_shape"] == [32, 32, 3]
+    assert set(config["lists_md5"]) == {"pairsDevTrain.txt", "pairsDevTest.txt", "peopleDevTrain.txt"}
+    assert config["split"]["eval_people_in_training_or_validation"] == 0
+    assert config["versions"]["keras"].startswith("3.")
+    assert tiny_run.epochs_run == 2 and tiny_run.best_epoch in (1, 2)
+
+
+def test_same_seed_same_history(lfw_tree: Path, tmp_path: Path, tiny_run) -> None:
+    again = train(TINY, lfw_tree, tmp_path / "again", verbose=0)
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    assert [[row[k] for k in keys] for row in again.history] == [[row[k] for k in keys] for row in tiny_run.history]
+
+
+def test_resume_continues_from_last_epoch(lfw_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(TrainConfig(preset="tiny", epochs=1, batch_size=4, val_fraction=0.3), lfw_tree, out, verbose=0)
+    resumed = train(TrainConfig(epochs=3), lfw_tree, out, resume=True, verbose=0)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 3
+    with pytest.raises(LfwbenchError, match="nothing to resume"):
+        train(TrainConfig(epochs=3), lfw_tree, tmp_path / "empty", resume=True, verbose=0)
+
+
+def test_refuses_people_of_the_evaluation_list(fresh_tree: Path, tmp_path: Path) -> None:
+    train_list = fresh_tree / "pairsDevTrain.txt"
+    train_list.write_text(train_list.read_text().replace("Train_Person07", "Test_Person00"))
+    with pytest.raises(LfwbenchError, match=r"1 people of pairsDevTest.txt would be trained on \(e.g. Test_Person00\)"):
+        train(TINY, fresh_tree, tmp_path / "run", verbose=0)
+
+
+def test_unrestricted_draws_pairs_from_training_people(lfw_tree: Path, tmp_path: Path) -> None:
+    config = TrainConfig(
+        preset="tiny", epochs=1, batch_size=8, regime="unrestricted", pairs_per_epoch=40, val_fraction=0.3
+    )
+    summary = train(config, lfw_tree, tmp_path / "run", verbose=0)
+    split = json.loads((tmp_path / "run" / "config.json").read_text())["split"]
+    assert split["pairs_per_epoch"] == 40 and 0 < split["pool_people"] < 8
+    assert summary.epochs_run == 1
+
+
+def test_early_stopping_counts_like_keras() -> None:
+    assert early_stop_wait([0.7, 0.695, 0.692], 0.01) == 2
+    assert early_stop_wait([0.7, 0.695, 0.68], 0.01) == 0
+    assert early_stop_wait([0.7, 0.6, 0.595, 0.59], 0.01) == 2
+    assert early_stop_wait([0.7, 0.6], 0.01) == 0
+
+
+def test_search_resumes_without_retraining(lfw_tree: Path, tmp_path: Path) -> None:
+    combos = grid(lr=[1e-3, 1e-2], epochs=[1])
+    messages: list[str] = []
+    rows = search(TINY, lfw_tree, tmp_path, combos, messages.append, verbose=0)
+    assert len(rows) == 2 and all(m.endswith("training") for m in messages)
+    accuracies = [row["best_val_accuracy"] for row in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    stamp = (tmp_path / rows[0]["run"] / "best.keras").stat().st_mtime_ns
+    messages.clear()
+    again = search(TINY, lfw_tree, tmp_path, combos, messages.append, verbose=0)
+    assert all(m.endswith("finished earlier, read from disk") for m in messages)
+    assert (tmp_path / again[0]["run"] / "best.keras").stat().st_mtime_ns == stamp
+    assert pd.read_csv(tmp_path / "results.csv")["run"].tolist() == [row["run"] for row in rows]
+
+
+def test_train_command(lfw_tree: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(lfw_tree), "--preset", "tiny", "--epochs", "1", "--batch-size", "4",
+         "--val-fraction", "0.3", "--out", str(tmp_path / "run")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "best epoch 1/1" in result.output
+    model = load_model(tmp_path / "run" / "best.h5")
+    assert model.predict([np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 3))], verbose=0).shape == (1, 1)
+
+
+MIRRORED = """
+import sys, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from lfwbench.training import TrainConfig, train, make_strategy
+from lfwbench.model import build_siamese
+from lfwbench.inference import score_pairs
+strategy = make_strategy("mirrored")
+assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+summary = train(TrainConfig(preset="tiny", epochs=1, batch_size=4, val_fraction=0.3, strategy="mirrored",
+                            deterministic=False), Path(sys.argv[1]), Path(sys.argv[2]), verbose=0)
+with strategy.scope():
+    model = build_siamese("tiny", seed=3)
+images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+left, right = np.arange(10) % 10, (np.arange(10) + 3) % 10
+full = model.predict([images[left], images[right]], verbose=0).ravel()
+assert np.allclose(score_pairs(model, images, left, right, batch_size=4, verbose=0), full, atol=1e-5)
+print("replicas", strategy.num_replicas_in_sync, "epochs", summary.epochs_run)
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(lfw_tree: Path, tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-c", MIRRORED, str(lfw_tree), str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "replicas 2 epochs 1" in run.stdout
