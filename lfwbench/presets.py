@@ -53,9 +53,8 @@ PRESETS = {
         # global pooling instead of the 4,096-unit dense layer, new pairs drawn each epoch.
         Preset(
             "quick",
-            (ConvBlock(32, 5), ConvBlock(64, 3), ConvBlock(128, 3), ConvBlock(128, 3, pool=False)),
-            256,
-            global_pool=True,
+            (ConvBlock(32, 5), ConvBlock(64, 3), ConvBlock(128, 3), ConvBlock(128, 3)),
+            512,
             padding="same",
             koch_init=False,
             conv_l2=1e-4,

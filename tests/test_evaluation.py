@@ -104,3 +104,36 @@ def test_real_devtest_scored_and_metrics_match_scikit_learn(real_lfw: Path, tmp_
     assert len(results.pairs) == 1000 and results.data["distinct_images"] == 1549
     assert results.metrics["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
     assert results.metrics["at_0.5"]["accuracy"] == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
+
+
+def view2_like_list(real_lfw: Path, path: Path) -> Path:
+    """A pairs.txt in the official View 2 layout (10 folds of 300 same + 300 different) drawn from people.txt."""
+    from lfwbench.pairs import load_people
+
+    rng = np.random.default_rng(0)
+    lines = ["10\t300"]
+    for fold in load_people(real_lfw / "people.txt"):
+        several = [(name, n) for name, n in fold if n >= 2]
+        for _ in range(300):
+            name, n = several[rng.integers(len(several))]
+            i, j = rng.choice(np.arange(1, n + 1), 2, replace=False)
+            lines.append(f"{name}\t{i}\t{j}")
+        for _ in range(300):
+            (a, na), (b, nb) = (fold[x] for x in rng.choice(len(fold), 2, replace=False))
+            lines.append(f"{a}\t{rng.integers(1, na + 1)}\t{b}\t{rng.integers(1, nb + 1)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.realdata
+def test_view2_protocol_on_ten_folds_of_real_faces(real_lfw: Path, tmp_path: Path) -> None:
+    save_model(build_siamese("tiny", (32, 32, 3), seed=0), tmp_path / "random.keras")
+    pairs = view2_like_list(real_lfw, tmp_path / "pairs.txt")
+    result = CliRunner().invoke(
+        main, ["evaluate", "--model", str(tmp_path / "random.keras"), "--data", str(real_lfw), "--view2", str(pairs),
+               "--out", str(tmp_path / "r.json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "View 2" in result.output and "std over 10 folds" in result.output
+    stored = json.loads((tmp_path / "r.json").read_text())
+    assert len(stored["pairs"]) == 6000 and len(stored["metrics"]["view2"]["fold_accuracies"]) == 10

@@ -1,0 +1,56 @@
+"""Score the 1,000 pairsDevTest pairs with the `koch` network two ways, in one run: the notebook's way (the pair
+model on both images of every pair: 2,000 image passes) and lfwbench's (each of the 1,549 distinct images
+embedded once, then the head on pairs of embeddings). Images come from the uint8 cache in both cases.
+
+Usage: python benchmarks/inference.py [DATA_ROOT] [--preset koch] [--batch 64]
+Target (issue 4): embed-once at least 1.25x faster; probabilities equal to 1e-5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lfwbench.images import ImageSpec, default_cache_dir, find_variant, load_pair_images
+from lfwbench.inference import score_pairs
+from lfwbench.model import build_siamese
+from lfwbench.pairs import load_pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", nargs="?", default="../shared/lfw")
+    parser.add_argument("--preset", default="koch")
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+    root = Path(args.data)
+    model = build_siamese(args.preset, seed=0)
+    shape = model.get_layer("twin").input.shape[1:]
+    pairs = load_pairs(root / "pairsDevTest.txt").pairs
+    loaded = load_pair_images(pairs, find_variant(root)[1], ImageSpec(shape[0], shape[2]), "pairsDevTest.txt",
+                              cache_dir=default_cache_dir())  # fmt: skip
+    left_images, right_images = loaded.images[loaded.left], loaded.images[loaded.right]
+    model.predict([left_images[:8], right_images[:8]], verbose=0)  # trace both paths before timing
+    score_pairs(model, loaded.images[:8], np.arange(4), np.arange(4, 8), args.batch, verbose=0)
+
+    start = time.perf_counter()
+    pair_model = model.predict([left_images, right_images], batch_size=args.batch, verbose=0).ravel()
+    pair_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    embed_once = score_pairs(model, loaded.images, loaded.left, loaded.right, args.batch, verbose=0)
+    once_seconds = time.perf_counter() - start
+
+    passes = 2 * len(pairs)
+    print(f"{args.preset} on {len(pairs)} pairs, batch {args.batch}")
+    print(f"{'method':<28}{'image passes':>13}{'seconds':>9}{'images/s':>10}")
+    print(f"{'pair model (notebook)':<28}{passes:>13}{pair_seconds:>9.1f}{passes / pair_seconds:>10.1f}")
+    distinct = len(loaded.paths)
+    print(f"{'embed once + head':<28}{distinct:>13}{once_seconds:>9.1f}{distinct / once_seconds:>10.1f}")
+    print(f"speed-up {pair_seconds / once_seconds:.2f}x; max |difference| {np.abs(pair_model - embed_once).max():.2e}")
+
+
+if __name__ == "__main__":
+    main()
