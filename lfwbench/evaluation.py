@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -15,20 +14,13 @@ import tensorflow as tf
 from lfwbench import __version__
 from lfwbench.checkpoints import load_model
 from lfwbench.dataset import data_stats
+from lfwbench.files import file_digest
 from lfwbench.images import ImageSpec, default_cache_dir, find_variant, load_pair_images
 from lfwbench.inference import score_pairs
 from lfwbench.metrics import best_threshold, summarise, view2_folds
 from lfwbench.model import layer_table
 from lfwbench.pairs import SAME, file_md5, load_pairs, load_people, people_of, split_by_person
 from lfwbench.results import PairRecord, Results
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_run(model_path: Path) -> dict:
@@ -150,7 +142,7 @@ def evaluate(
             if model_path.stem not in ("best", "last")
             else f"{model_path.parent.name}/{model_path.stem}",
             "path": str(model_path),
-            "sha256": sha256(model_path),
+            "sha256": file_digest(model_path),
             "preset": stored.get("config", {}).get("preset", model.name.removeprefix("siamese_")),
             "parameters": int(model.count_params()),
             "twin_parameters": int(twin.count_params()),

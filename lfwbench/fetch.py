@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -12,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import atomic_open
+from lfwbench.files import atomic_open, file_digest
 
 # The archives and lists as the LFW site published them, with its md5 sums.
 ARCHIVES = {
@@ -41,11 +40,7 @@ KNOWN_COPIES = {
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def _download(urls: Sequence[str], target: Path, md5: str, report: Callable[[str], None]) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lfwbench.errors import PairListError
+from lfwbench.files import file_digest
 
 SAME = 1
 DIFFERENT = 0
@@ -57,7 +57,7 @@ class PairList:
 
 def file_md5(path: str | Path) -> str:
     """The md5 the LFW site publishes for each file, so a list can be checked against the official one."""
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+    return file_digest(path, "md5")
 
 
 def _check_name(path: Path, line: int, name: str) -> str:
