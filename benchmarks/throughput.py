@@ -38,7 +38,8 @@ def twin_gflop(model: keras.Model) -> float:
     twin = model.get_layer("twin")
     function = tf.function(lambda x: twin(x, training=False))
     concrete = function.get_concrete_function(tf.TensorSpec((1, *twin.input.shape[1:]), tf.float32))
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    builder = tf.compat.v1.profiler.ProfileOptionBuilder
+    options = builder(builder.float_operation()).with_empty_output().build()
     graph_info = tf.compat.v1.profiler.profile(concrete.graph, options=options)
     return graph_info.total_float_ops / 1e9
 

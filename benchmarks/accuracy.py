@@ -1,0 +1,75 @@
+"""Train a preset from scratch for several seeds and score each on pairsDevTest, as the accuracy record asks.
+
+Each run trains on the DevTrain people only (the tool refuses DevTest identities), picks the threshold on its
+validation pairs, and is evaluated once on the test pairs. Prints one row per seed and the mean ± std.
+
+Usage: python benchmarks/accuracy.py [DATA_ROOT] --preset quick --seeds 0,1,2 [--runs runs/accuracy]
+       [--set augment=true --set epochs=20 ...]   (any TrainConfig field)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from lfwbench.evaluation import evaluate
+from lfwbench.training import TrainConfig, train
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    name, value = text.split("=", 1)
+    kinds = {f.name: f.type for f in fields(TrainConfig)}
+    if name not in kinds:
+        raise SystemExit(f"--set {name}: not a TrainConfig field ({', '.join(kinds)})")
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    for cast in (int, float):
+        try:
+            return name, cast(value)
+        except ValueError:
+            pass
+    return name, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/lfw"))
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--runs", type=Path, default=Path("runs/accuracy"))
+    parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting)
+    args = parser.parse_args()
+    rows = []
+    label = ",".join(f"{k}={v}" for k, v in args.settings)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        out = args.runs / f"{args.preset}{'-' + label if label else ''}-seed{seed}"
+        start = time.perf_counter()
+        if (out / "summary.json").is_file():
+            summary = json.loads((out / "summary.json").read_text())
+        else:
+            result = train(TrainConfig(preset=args.preset, seed=seed, **dict(args.settings)), args.data, out, verbose=2)
+            summary = {"epochs": result.epochs_run, "minutes": (time.perf_counter() - start) / 60,
+                       "val_accuracy": result.best_val_accuracy}  # fmt: skip
+            (out / "summary.json").write_text(json.dumps(summary))
+        metrics = evaluate(out / "best.keras", args.data, progress=False).metrics
+        rows.append({
+            "seed": seed, **summary, "test_at_0.5": metrics["at_0.5"]["accuracy"],
+            "test_at_val_threshold": metrics["at_validation_threshold"]["accuracy"], "auc": metrics["auc"],
+        })  # fmt: skip
+    print(f"preset {args.preset} {label}".rstrip())
+    header = ("seed", "epochs", "minutes", "val_accuracy", "test_at_0.5", "test_at_val_threshold", "auc")
+    print("".join(f"{h:>22}" for h in header))
+    for row in rows:
+        print("".join(f"{row[h]:>22.4f}" if isinstance(row[h], float) else f"{row[h]:>22}" for h in header))
+    for key in header[2:]:
+        values = np.array([row[key] for row in rows])
+        print(f"{key:>22}: {values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}")
+
+
+if __name__ == "__main__":
+    main()
