@@ -126,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/lfw"))
     parser.add_argument("--checkpoint", type=Path, help="a koch checkpoint (default: random koch weights)")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--way", choices=["notebook", "lfwbench"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -140,11 +141,14 @@ def main() -> None:
 
             checkpoint = folder / "koch.h5"
             save_model(build_siamese("koch", seed=0, compile=False), checkpoint)
-        rows = {
-            "notebook": run("notebook", args.data, checkpoint, folder / "cache", folder / "n.html"),
-            "lfwbench (cold cache)": run("lfwbench", args.data, checkpoint, folder / "cache", folder / "a.html"),
-            "lfwbench (warm cache)": run("lfwbench", args.data, checkpoint, folder / "cache", folder / "b.html"),
-        }
+        runs: dict[str, list[dict]] = {"notebook": [], "lfwbench (cold cache)": [], "lfwbench (warm cache)": []}
+        for round_ in range(args.rounds):  # alternated: this shared machine's speed drifts by up to 25%
+            cache = folder / f"cache{round_}"
+            runs["notebook"].append(run("notebook", args.data, checkpoint, cache, folder / "n.html"))
+            runs["lfwbench (cold cache)"].append(run("lfwbench", args.data, checkpoint, cache, folder / "a.html"))
+            runs["lfwbench (warm cache)"].append(run("lfwbench", args.data, checkpoint, cache, folder / "b.html"))
+        rows = {name: min(found, key=lambda row: row["total"]) for name, found in runs.items()}
+    print(f"best of {args.rounds} alternated rounds; each way in its own process")
     stages = ["parse", "load_model", "load_images", "infer", "metrics", "render"]
     print(
         f"{'way':<24}" + "".join(f"{s:>12}" for s in stages) + f"{'total':>9}{'peak MB':>9}{'arrays MB':>10}{'acc':>7}"

@@ -243,7 +243,11 @@ def echo_summary(summary) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/PRESET-seedSEED]."
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its last epoch (its stored options; --epochs may grow).",
+)
 def train(data: Path | None, out: Path | None, resume: bool, **options) -> None:
     """Train a Siamese checkpoint (best.keras, best.h5, last.keras, history) on the View 1 training list.
 
@@ -282,7 +286,8 @@ def echo_headline(results) -> None:
     m = results.metrics
     half = m["at_0.5"]
     ci = half["accuracy_ci"]
-    click.echo(f"{results.name} on {results.data['pair_list_name']} ({m['pairs']} pairs)")
+    flip = ", test-time flip averaging" if results.settings.get("flip_tta") else ""
+    click.echo(f"{results.name} on {results.data['pair_list_name']} ({m['pairs']} pairs{flip})")
     click.echo(f"  loss      {m['loss']:.4f}")
     click.echo(f"  accuracy  {half['accuracy']:.4f}  (95% CI {ci['low']:.3f}-{ci['high']:.3f}, threshold 0.5)")
     click.echo(f"  TPR same  {half['tpr']:.4f}   TNR different {half['tnr']:.4f}")
@@ -370,15 +375,15 @@ def report_path(results) -> Path:
 
 
 def write_report_files(results: list, out: Path | None, plotlyjs: str, gallery: int, fail_under: float | None) -> None:
-    """Write NAME.html and NAME.json, print the path and headlines, then apply --fail-under."""
+    """Write NAME.html and the results as NAME.json (NAME.1.json, ... for several models), then --fail-under."""
     from lfwbench.report import write_report
     from lfwbench.results import write_results
 
     out = out or report_path(results[0])
     for result in results:
         echo_headline(result)
-    if len(results) == 1:
-        write_results(out.with_suffix(".json"), results[0])
+    for number, result in enumerate(results, start=1):
+        write_results(out.with_suffix(".json") if len(results) == 1 else out.with_suffix(f".{number}.json"), result)
     write_report(out, results, plotlyjs, gallery)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     worst = min(result.metrics["at_0.5"]["accuracy"] for result in results)
