@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,16 +40,17 @@ def rate(function, images: np.ndarray, repeats: int = 2) -> tuple[float, np.ndar
 
 
 def tflite_embedder(twin, quantise: bool, threads: int = 2):
+    """The twin through TFLite (XNNPACK is its default CPU delegate), exported as a SavedModel first: converting
+    a Keras 3 model from a concrete function gave NaN embeddings here."""
     import tensorflow as tf
 
-    shape = twin.input.shape[1:]
-    concrete = tf.function(lambda x: twin(x, training=False)).get_concrete_function(
-        tf.TensorSpec((None, *shape), tf.float32)
-    )
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], twin)
-    if quantise:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, dynamic-range activations
-    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=threads)
+    with tempfile.TemporaryDirectory() as folder:
+        twin.export(folder, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if quantise:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, dynamic-range activations
+        content = converter.convert()
+    interpreter = tf.lite.Interpreter(model_content=content, num_threads=threads)
     index_in = interpreter.get_input_details()[0]["index"]
     index_out = interpreter.get_output_details()[0]["index"]
 

@@ -7,8 +7,6 @@ is read from the stored JSON config, rebuilt with lfwbench's layers, and the wei
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 
 from lfwbench import model as models
 from lfwbench.errors import CheckpointError
+from lfwbench.files import replacing
 
 WEIGHT_ORDER = {
     "Conv2D": ("kernel", "bias"),
@@ -36,19 +35,10 @@ def _without_compile_state(model: keras.Model) -> keras.Model:
 
 def save_model(model: keras.Model, path: str | Path, include_optimizer: bool = False) -> None:
     """Write `.keras` or `.h5` to a temporary name in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     target = model if include_optimizer else _without_compile_state(model)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Keras calls .h5 "legacy"; users ask for it by name
-            target.save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replacing(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras calls .h5 "legacy"; users ask for it by name
+        target.save(temporary)
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:

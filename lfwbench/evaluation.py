@@ -3,24 +3,98 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
+import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from lfwbench import __version__
-from lfwbench.checkpoints import load_model
 from lfwbench.dataset import data_stats
+from lfwbench.engine import Bundle, LiteTwin, embed_batches, head_scores, read_bundle, write_bundle
 from lfwbench.files import file_digest
-from lfwbench.images import ImageSpec, default_cache_dir, find_variant, load_pair_images
-from lfwbench.inference import score_pairs
+from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
 from lfwbench.metrics import best_threshold, summarise, view2_folds
-from lfwbench.model import layer_table
 from lfwbench.pairs import SAME, file_md5, load_pairs, load_people, people_of, split_by_person
 from lfwbench.results import PairRecord, Results
+
+
+@dataclass
+class Scorer:
+    """Scores pairs of loaded images and knows the model's facts, whichever engine runs the twin."""
+
+    score: Callable[[PairImages, bool], np.ndarray]
+    facts: dict
+    engine: str
+
+
+def _bundle_scorer(bundle: Bundle, batch_size: int, flip: bool) -> Scorer:
+    twin = LiteTwin(bundle.tflite, (batch_size, *bundle.facts["input_shape"]))
+
+    def score(pairs: PairImages, progress: bool) -> np.ndarray:
+        embeddings = embed_batches(twin, pairs.images, batch_size, flip, progress)
+        return head_scores(bundle.facts, embeddings, pairs.left, pairs.right)
+
+    return Scorer(score, {**bundle.facts["model"], "input_shape": bundle.facts["input_shape"]}, "tflite-int8")
+
+
+def prepare_scorer(model_path: Path, sha256: str, engine: str, preset: str | None, batch_size: int, flip: bool):
+    """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
+
+    `auto` picks Keras where an NVIDIA GPU is present, else the int8 TFLite twin; a checkpoint converted for the
+    first time has its bundle stored in the cache, keyed by its sha256.
+    """
+    if engine == "auto":
+        engine = "keras" if shutil.which("nvidia-smi") else "tflite-int8"
+    cached = default_cache_dir() / f"twin-{sha256[:24]}"
+    if engine == "tflite-int8":
+        for stem in (model_path.with_suffix(""), cached):
+            bundle = read_bundle(stem, sha256)
+            if bundle is not None:
+                return _bundle_scorer(bundle, batch_size, flip)
+    from lfwbench.checkpoints import load_model
+    from lfwbench.inference import export_bundle, keras_engine, score_embeddings
+
+    model = load_model(model_path)
+    preset = preset or model.name.removeprefix("siamese_")
+    if engine == "tflite-int8":
+        bundle = export_bundle(model, [sha256], preset)
+        write_bundle(cached, bundle)
+        return _bundle_scorer(bundle, batch_size, flip)
+    from lfwbench.model import layer_table
+
+    embed = keras_engine(model)
+
+    def score(pairs: PairImages, progress: bool) -> np.ndarray:
+        embeddings = embed_batches(embed, pairs.images, batch_size, flip, progress)
+        return score_embeddings(model, embeddings, pairs.left, pairs.right)
+
+    twin = model.get_layer("twin")
+    facts = {
+        "preset": preset,
+        "parameters": int(model.count_params()),
+        "twin_parameters": int(twin.count_params()),
+        "layers": layer_table(model),
+        "input_shape": [int(n) for n in twin.input.shape[1:]],
+    }
+    return Scorer(score, facts, "keras")
+
+
+def library_versions() -> dict:
+    """Versions of the stack, read from package metadata so that no TensorFlow import is needed."""
+    versions = {"lfwbench": __version__}
+    for name, distributions in (("tensorflow", ("tensorflow", "tensorflow-cpu")), ("keras", ("keras",))):
+        for distribution in distributions:
+            try:
+                versions[name] = importlib.metadata.version(distribution)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                versions[name] = "not installed"
+    return versions
 
 
 def read_run(model_path: Path) -> dict:
@@ -45,9 +119,7 @@ def _training_people(run: dict, root: Path) -> set[str]:
     return people
 
 
-def _validation_threshold(
-    model, run: dict, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, batch_size, flip
-):
+def _validation_threshold(run: dict, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):
     """The accuracy-maximising threshold on validation pairs: `threshold_from`, else the run's held-out split."""
     config = run.get("config", {}).get("config", {})
     if threshold_from is not None:
@@ -60,8 +132,7 @@ def _validation_threshold(
     else:
         return None, None
     loaded = load_pair_images(pairs, image_dir, spec, source, cache_dir=default_cache_dir(), progress=False)
-    scores = score_pairs(model, loaded.images, loaded.left, loaded.right, batch_size, flip, verbose=0)
-    return best_threshold(loaded.labels, scores), {"source": source, "pairs": len(loaded.pairs)}
+    return best_threshold(loaded.labels, score(loaded, False)), {"source": source, "pairs": len(loaded.pairs)}
 
 
 def evaluate(
@@ -73,19 +144,23 @@ def evaluate(
     flip: bool = False,
     threshold_from: Path | None = None,
     skip_missing: bool = False,
+    engine: str = "auto",
     progress: bool = True,
 ) -> Results:
     """Score every pair of `pairs_path` (default: pairsDevTest.txt in `root`) and compute all metrics.
 
     The decision threshold is chosen on validation pairs, never on the evaluated ones; View 2 lists (several
-    folds) also get the 10-fold protocol.
+    folds) also get the 10-fold protocol. `engine`: see `prepare_scorer`.
     """
     timings = {}
     started = time.perf_counter()
-    model = load_model(model_path)
+    checkpoint_sha256 = file_digest(model_path)
     run = read_run(model_path)
     stored = run.get("config", {})
-    _, size, _, channels = model.get_layer("twin").input.shape
+    scorer = prepare_scorer(
+        model_path, checkpoint_sha256, engine, stored.get("config", {}).get("preset"), batch_size, flip
+    )
+    size, _, channels = scorer.facts["input_shape"]
     spec = ImageSpec(size, channels, stored.get("config", {}).get("crop", 0) or 0)
     timings["load_model"] = time.perf_counter() - started
 
@@ -103,14 +178,12 @@ def evaluate(
     timings["load_images"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    scores = score_pairs(model, loaded.images, loaded.left, loaded.right, batch_size, flip, "auto" if progress else 0)
+    scores = scorer.score(loaded, progress)
     timings["infer"] = time.perf_counter() - started
     timings["images_per_second"] = len(loaded.paths) * (2 if flip else 1) / timings["infer"]
 
     started = time.perf_counter()
-    threshold, threshold_source = _validation_threshold(
-        model, run, root, image_dir, spec, threshold_from, batch_size, flip
-    )
+    threshold, threshold_source = _validation_threshold(run, root, image_dir, spec, threshold_from, scorer.score)
     timings["validation_threshold"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -135,19 +208,18 @@ def evaluate(
         )
         for pair, i, j, score, guess in zip(loaded.pairs, loaded.left, loaded.right, scores, predicted, strict=True)
     ]  # fmt: skip
-    twin = model.get_layer("twin")
     return Results(
         model={
             "name": model_path.stem
             if model_path.stem not in ("best", "last")
             else f"{model_path.parent.name}/{model_path.stem}",
             "path": str(model_path),
-            "sha256": file_digest(model_path),
-            "preset": stored.get("config", {}).get("preset", model.name.removeprefix("siamese_")),
-            "parameters": int(model.count_params()),
-            "twin_parameters": int(twin.count_params()),
+            "sha256": checkpoint_sha256,
+            "preset": scorer.facts["preset"],
+            "parameters": scorer.facts["parameters"],
+            "twin_parameters": scorer.facts["twin_parameters"],
             "input_shape": list(spec.shape),
-            "layers": layer_table(model),
+            "layers": scorer.facts["layers"],
         },
         data={
             "root": str(root.resolve()),
@@ -164,10 +236,16 @@ def evaluate(
         },
         metrics=metrics,
         pairs=records,
-        settings={"batch_size": batch_size, "flip_tta": flip, "crop": spec.crop, "skip_missing": skip_missing},
+        settings={
+            "batch_size": batch_size,
+            "flip_tta": flip,
+            "crop": spec.crop,
+            "skip_missing": skip_missing,
+            "engine": scorer.engine,
+        },  # fmt: skip
         training=run,
         leakage=leakage,
         timings=timings,
-        versions={"lfwbench": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+        versions=library_versions(),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )

@@ -14,21 +14,31 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of `path` for writing; it replaces `path` only if the block succeeds."""
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary sibling of `path` (same suffix) to write; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(descriptor)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
-        with os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
+        yield Path(temporary)
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of `path` for writing; it replaces `path` only if the block succeeds."""
+    with (
+        replacing(path) as temporary,
+        open(temporary, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle,
+    ):
+        yield handle
 
 
 def write_json(path: str | Path, data: Any) -> None:

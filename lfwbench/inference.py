@@ -6,38 +6,70 @@ once (pairsDevTest: 1,549 images instead of 2,000 passes).
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable, Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
 
+from lfwbench.engine import Bundle, embed_batches
+from lfwbench.model import layer_table
 
-def embed_images(
-    model: keras.Model, images: np.ndarray, batch_size: int = 64, flip: bool = False, verbose: int | str = "auto"
-) -> np.ndarray:
-    """Embeddings of each image by the model's `twin`; with `flip`, the mean of the image's and its mirror's.
 
-    Batches have one fixed shape (the last is padded) and go through one traced function: Keras's `predict`
-    measured up to 40% slower here, erratically. A model built under a tf.distribute strategy works too.
+def keras_engine(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """The twin through one traced function: Keras's `predict` measured up to 40% slower here, erratically.
+
+    A model built under a tf.distribute strategy works too.
     """
     twin = model.get_layer("twin")
 
     @tf.function(autograph=False)
     def embed(batch):
-        pixels = tf.cast(batch, tf.float32)
-        embedding = twin(pixels, training=False)
-        if flip:
-            embedding = (embedding + twin(tf.image.flip_left_right(pixels), training=False)) / 2
-        return tf.cast(embedding, tf.float32)
+        return tf.cast(twin(tf.cast(batch, tf.float32), training=False), tf.float32)
 
-    count = len(images)
-    padded = np.concatenate([images, np.zeros(((-count) % batch_size, *images.shape[1:]), images.dtype)])
-    progress = keras.utils.Progbar(count, unit_name="image") if verbose not in (0, "silent") else None
-    rows = []
-    for start in range(0, len(padded), batch_size):
-        rows.append(embed(padded[start : start + batch_size]).numpy())
-        if progress is not None:
-            progress.update(min(start + batch_size, count))
-    return np.concatenate(rows)[:count]
+    return lambda batch: embed(batch).numpy()
+
+
+def tflite_int8(model: keras.Model) -> bytes:
+    """The twin as TFLite with int8 weights (dynamic-range quantisation), exported through a SavedModel: a
+    conversion from a concrete function gave NaN embeddings for this Keras 3 model."""
+    with tempfile.TemporaryDirectory() as folder:
+        model.get_layer("twin").export(folder, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter.convert()
+
+
+def export_bundle(model: keras.Model, checkpoint_sha256: Sequence[str], preset: str) -> Bundle:
+    """The int8 twin and what evaluation needs besides it (head weights, facts), for the given checkpoints."""
+    twin = model.get_layer("twin")
+    kernel, bias = model.get_layer("head").get_layer("same").get_weights()
+    facts = {
+        "checkpoint_sha256": list(checkpoint_sha256),
+        "input_shape": [int(n) for n in twin.input.shape[1:]],
+        "head_kernel": kernel.ravel().astype(float).tolist(),
+        "head_bias": float(bias[0]),
+        "model": {
+            "preset": preset,
+            "parameters": int(model.count_params()),
+            "twin_parameters": int(twin.count_params()),
+            "layers": layer_table(model),
+        },
+    }
+    return Bundle(tflite_int8(model), facts)
+
+
+def embed_images(
+    model: keras.Model,
+    images: np.ndarray,
+    batch_size: int = 64,
+    flip: bool = False,
+    verbose: int | str = "auto",
+    engine: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Embeddings of each image by the model's `twin` (or `engine`); with `flip`, the mean with its mirror's."""
+    return embed_batches(engine or keras_engine(model), images, batch_size, flip, verbose not in (0, "silent"))
 
 
 def score_embeddings(model: keras.Model, embeddings: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -54,6 +86,7 @@ def score_pairs(
     batch_size: int = 64,
     flip: bool = False,
     verbose: int | str = "auto",
+    engine: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """P(same) for the pairs `(images[left[i]], images[right[i]])`, each distinct image embedded once."""
-    return score_embeddings(model, embed_images(model, images, batch_size, flip, verbose), left, right)
+    return score_embeddings(model, embed_images(model, images, batch_size, flip, verbose, engine), left, right)

@@ -1,7 +1,8 @@
 """Train a Siamese checkpoint: by-person validation split, uint8 images through tf.data, resumable runs, grid search.
 
 A run folder holds `config.json`, `history.csv`/`history.json`, `best.keras` and `best.h5` (no optimizer state)
-and `last.keras` (with it, for `--resume`), all rewritten after every epoch.
+and `last.keras` (with it, for `--resume`), all rewritten after every epoch; at the end, `best.int8.tflite` and
+`best.int8.json` let `lfwbench evaluate` score on a CPU without TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import tensorflow as tf
 
 from lfwbench import __version__
 from lfwbench.checkpoints import load_model, save_model
+from lfwbench.engine import write_bundle
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import write_csv, write_json
+from lfwbench.files import file_digest, write_csv, write_json
 from lfwbench.images import ImageSpec, default_cache_dir, find_variant, image_path, load_images, load_pair_images
+from lfwbench.inference import export_bundle
 from lfwbench.model import build_siamese
 from lfwbench.pairs import DIFFERENT, SAME, file_md5, load_pairs, load_people, people_of, split_by_person
 from lfwbench.presets import get_preset
@@ -343,6 +346,7 @@ def train(
             )
     finally:
         keras.mixed_precision.set_global_policy(policy)
+    write_inference_bundle(out_dir, config.preset)
     best = min(history, key=lambda row: row["val_loss"])
     return TrainSummary(
         out_dir,
@@ -355,6 +359,13 @@ def train(
         recorder.stopped_early,
         history,
     )
+
+
+def write_inference_bundle(out_dir: Path, preset: str) -> None:
+    """best.int8.tflite and best.int8.json: the best checkpoint ready for TensorFlow-free CPU evaluation."""
+    checkpoints = [out_dir / "best.keras", out_dir / "best.h5"]
+    bundle = export_bundle(load_model(checkpoints[0]), [file_digest(path) for path in checkpoints], preset)
+    write_bundle(out_dir / "best", bundle)
 
 
 def grid(**options: Sequence) -> list[dict]:

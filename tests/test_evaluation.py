@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,38 @@ def test_view2_protocol_on_ten_folds_of_real_faces(real_lfw: Path, tmp_path: Pat
     assert "View 2" in result.output and "std over 10 folds" in result.output
     stored = json.loads((tmp_path / "r.json").read_text())
     assert len(stored["pairs"]) == 6000 and len(stored["metrics"]["view2"]["fold_accuracies"]) == 10
+
+
+def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
+    keras_results = evaluate(run_dir / "best.h5", lfw_tree, engine="keras", progress=False)
+    int8_results = evaluate(run_dir / "best.h5", lfw_tree, engine="tflite-int8", progress=False)
+    assert (keras_results.settings["engine"], int8_results.settings["engine"]) == ("keras", "tflite-int8")
+    difference = [
+        abs(a.probability - b.probability) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)
+    ]
+    assert max(difference) < 0.02
+    assert int8_results.model["layers"] == keras_results.model["layers"]
+    assert (run_dir / "best.int8.tflite").is_file() and (run_dir / "best.int8.json").is_file()
+    code = (
+        "import sys; from pathlib import Path; from lfwbench.evaluation import evaluate; "
+        f"r = evaluate(Path({str(run_dir / 'best.keras')!r}), Path({str(lfw_tree)!r}), progress=False); "
+        "print(r.settings['engine'], 'tensorflow' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.stdout.split()[-2:] == ["tflite-int8", "False"], run.stderr[-2000:]
+
+
+def test_foreign_checkpoint_bundle_goes_to_the_cache_and_a_damaged_one_is_rebuilt(
+    lfw_tree: Path, tmp_path: Path
+) -> None:
+    from lfwbench.engine import bundle_files
+    from lfwbench.images import default_cache_dir
+
+    save_model(build_siamese("tiny", seed=6), tmp_path / "foreign.keras")
+    first = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="tflite-int8", progress=False)
+    tflite, facts = bundle_files(default_cache_dir() / f"twin-{first.model['sha256'][:24]}")
+    assert tflite.is_file() and facts.is_file() and not (tmp_path / "foreign.int8.tflite").exists()
+    tflite.write_bytes(b"damaged")
+    again = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="tflite-int8", progress=False)
+    assert [p.probability for p in again.pairs] == pytest.approx([p.probability for p in first.pairs], abs=1e-6)
+    assert tflite.stat().st_size > 1000
