@@ -21,10 +21,10 @@ from lfwbench.model import build_siamese
 from lfwbench.presets import get_preset
 
 
-def matmul_gflops(size: int = 4096, repeats: int = 10) -> float:
-    """Measured float32 (or float16 on GPU with mixed precision) rate of a large square matrix product."""
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def matmul_gflops(size: int = 4096, repeats: int = 10, dtype=tf.float32) -> float:
+    """Measured rate of a large square matrix product (float16 when mixed precision is measured)."""
+    a = tf.random.normal((size, size), dtype=dtype)
+    b = tf.random.normal((size, size), dtype=dtype)
     (a @ b).numpy()
     start = time.perf_counter()
     for _ in range(repeats):
@@ -70,24 +70,25 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presets", default="koch,quick")
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", default="32", help="batch sizes, comma-separated (e.g. 32,64,128,256,512 on a GPU)")
     parser.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     parser.add_argument("--mixed-precision", action="store_true")
     args = parser.parse_args()
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     devices = tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("CPU")
-    rate = matmul_gflops()
-    print(f"device: {devices[0].device_type} x{len(devices)}; matmul {rate:.0f} GFLOP/s; batch {args.batch}")
-    print(f"{'preset':<8}{'GFLOP/img':>10}{'img/s':>9}{'infer %':>9}{'pairs/s':>9}{'train %':>9}{'epoch(1760)':>13}")
-    for preset in args.presets.split(","):
+    rate = matmul_gflops(dtype=tf.float16 if args.mixed_precision else tf.float32)
+    print(f"device: {devices[0].device_type} x{len(devices)}; matmul {rate:.0f} GFLOP/s")
+    columns = (("batch", 6), ("GFLOP/img", 10), ("img/s", 9), ("infer %", 9), ("pairs/s", 9), ("train %", 9))
+    print(f"{'preset':<8}" + "".join(f"{name:>{width}}" for name, width in columns) + f"{'epoch(1760)':>13}")
+    for preset, batch in ((p, int(b)) for p in args.presets.split(",") for b in args.batch.split(",")):
         get_preset(preset)
-        row = measure(preset, args.batch, args.steps, args.jit)
+        row = measure(preset, batch, args.steps, args.jit)
         infer_share = row["images_per_s"] * row["gflop"] / rate
         # a training step: forward and about twice that backward, for both images of a pair
         train_share = row["pairs_per_s"] * 6 * row["gflop"] / rate
         print(
-            f"{preset:<8}{row['gflop']:>10.3f}{row['images_per_s']:>9.1f}{infer_share:>9.0%}"
+            f"{preset:<8}{batch:>6}{row['gflop']:>10.3f}{row['images_per_s']:>9.1f}{infer_share:>9.0%}"
             f"{row['pairs_per_s']:>9.1f}{train_share:>9.0%}{1760 / row['pairs_per_s']:>12.0f}s"
         )
 
