@@ -193,7 +193,11 @@ def training_options(grid: bool = False):
             help="Only the listed pairs, or new balanced pairs each epoch from the training people.",
         ),
         click.option("--pairs-per-epoch", type=click.IntRange(1), help="Pairs drawn per epoch (unrestricted)."),
-        click.option("--augment/--no-augment", default=False, help="Flips, small shifts and rotations, brightness."),
+        click.option(
+            "--augment/--no-augment",
+            default=None,
+            help="Flips, small shifts and rotations, brightness (default: the preset's).",
+        ),
         click.option("--reduce-lr/--no-reduce-lr", default=False, help="Halve the learning rate on a plateau."),
         click.option("--mixed-precision/--no-mixed-precision", default=False, help="float16 compute (GPUs)."),
         click.option(

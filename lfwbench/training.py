@@ -52,7 +52,7 @@ class TrainConfig:
     crop: int | None = None
     regime: str | None = None
     pairs_per_epoch: int | None = None
-    augment: bool = False
+    augment: bool | None = None
     reduce_lr: bool = False
     mixed_precision: bool = False
     strategy: str = "default"
