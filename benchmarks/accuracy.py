@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lfwbench.evaluation import evaluate
+from lfwbench.metrics import wilson_interval
 from lfwbench.training import TrainConfig, train
 
 
@@ -60,6 +61,7 @@ def main() -> None:
         rows.append({
             "seed": seed, **summary, "test_at_0.5": metrics["at_0.5"]["accuracy"],
             "test_at_val_threshold": metrics["at_validation_threshold"]["accuracy"], "auc": metrics["auc"],
+            "pairs": metrics["pairs"],
         })  # fmt: skip
     print(f"preset {args.preset} {label}".rstrip())
     header = ("seed", "epochs", "minutes", "val_accuracy", "test_at_0.5", "test_at_val_threshold", "auc")
@@ -68,7 +70,12 @@ def main() -> None:
         print("".join(f"{row[h]:>22.4f}" if isinstance(row[h], float) else f"{row[h]:>22}" for h in header))
     for key in header[2:]:
         values = np.array([row[key] for row in rows])
-        print(f"{key:>22}: {values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}")
+        print(f"{key:>22}: {values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f} (std)")
+    correct = sum(round(row["test_at_val_threshold"] * row["pairs"]) for row in rows)
+    total = sum(row["pairs"] for row in rows)
+    interval = wilson_interval(correct, total)
+    print(f"test accuracy at the validation threshold, all seeds pooled: {correct / total:.4f} "
+          f"(95% Wilson interval {interval.low:.4f}-{interval.high:.4f})")  # fmt: skip
 
 
 if __name__ == "__main__":
