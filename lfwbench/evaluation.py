@@ -57,7 +57,7 @@ def prepare_scorer(model_path: Path, sha256: str, engine: str, preset: str | Non
             if bundle is not None:
                 return _bundle_scorer(bundle, batch_size, flip)
     from lfwbench.checkpoints import load_model
-    from lfwbench.inference import export_bundle, keras_engine, score_embeddings
+    from lfwbench.inference import export_bundle, keras_engine, model_facts, score_pairs
 
     model = load_model(model_path)
     preset = preset or model.name.removeprefix("siamese_")
@@ -65,23 +65,13 @@ def prepare_scorer(model_path: Path, sha256: str, engine: str, preset: str | Non
         bundle = export_bundle(model, [sha256], preset)
         write_bundle(cached, bundle)
         return _bundle_scorer(bundle, batch_size, flip)
-    from lfwbench.model import layer_table
-
     embed = keras_engine(model)
 
     def score(pairs: PairImages, progress: bool) -> np.ndarray:
-        embeddings = embed_batches(embed, pairs.images, batch_size, flip, progress)
-        return score_embeddings(model, embeddings, pairs.left, pairs.right)
+        verbose = "auto" if progress else 0
+        return score_pairs(model, pairs.images, pairs.left, pairs.right, batch_size, flip, verbose, embed)
 
-    twin = model.get_layer("twin")
-    facts = {
-        "preset": preset,
-        "parameters": int(model.count_params()),
-        "twin_parameters": int(twin.count_params()),
-        "layers": layer_table(model),
-        "input_shape": [int(n) for n in twin.input.shape[1:]],
-    }
-    return Scorer(score, facts, "keras")
+    return Scorer(score, model_facts(model, preset), "keras")
 
 
 def library_versions() -> dict:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import atomic_open, file_digest
+from lfwbench.files import atomic_open
+from lfwbench.pairs import file_md5
 
 # The archives and lists as the LFW site published them, with its md5 sums.
 ARCHIVES = {
@@ -39,10 +40,6 @@ KNOWN_COPIES = {
 }
 
 
-def _md5(path: Path) -> str:
-    return file_digest(path, "md5")
-
-
 def _download(urls: Sequence[str], target: Path, md5: str, report: Callable[[str], None]) -> None:
     """Fetch the first of `urls` whose bytes match `md5` into `target`; never leaves a partial file."""
     failures = []
@@ -53,7 +50,7 @@ def _download(urls: Sequence[str], target: Path, md5: str, report: Callable[[str
         except (urllib.error.URLError, OSError) as error:
             failures.append(f"{url}: {error}")
             continue
-        actual = _md5(target)
+        actual = file_md5(target)
         if actual == md5:
             report(f"{target.name}: md5 ok ({url})")
             return
@@ -87,13 +84,14 @@ def fetch_lfw(
     with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as work:
         work = Path(work)
         for name, md5 in lists.items():
-            if (dest / name).is_file() and _md5(dest / name) == md5:
+            if (dest / name).is_file() and file_md5(dest / name) == md5:
                 continue
             _download(_sources(name, mirrors), work / name, md5, report)
         if not (dest / variant).is_dir():
             if archive is not None:
-                if _md5(archive) != archive_md5:
-                    raise LfwbenchError(f"{archive}: md5 {_md5(archive)}, expected {archive_md5} for {archive_name}")
+                actual = file_md5(archive)
+                if actual != archive_md5:
+                    raise LfwbenchError(f"{archive}: md5 {actual}, expected {archive_md5} for {archive_name}")
                 local = archive
             else:
                 local = work / archive_name

@@ -41,23 +41,30 @@ def tflite_int8(model: keras.Model) -> bytes:
         return converter.convert()
 
 
+def model_facts(model: keras.Model, preset: str) -> dict:
+    """What results.json records of a model: preset, parameter counts, layer table, input shape."""
+    twin = model.get_layer("twin")
+    return {
+        "preset": preset,
+        "parameters": int(model.count_params()),
+        "twin_parameters": int(twin.count_params()),
+        "layers": layer_table(model),
+        "input_shape": [int(n) for n in twin.input.shape[1:]],
+    }
+
+
 def export_bundle(model: keras.Model, checkpoint_sha256: Sequence[str], preset: str) -> Bundle:
     """The int8 twin and what evaluation needs besides it (head weights, facts), for the given checkpoints."""
-    twin = model.get_layer("twin")
+    facts = model_facts(model, preset)
     kernel, bias = model.get_layer("head").get_layer("same").get_weights()
-    facts = {
+    bundle_facts = {
         "checkpoint_sha256": list(checkpoint_sha256),
-        "input_shape": [int(n) for n in twin.input.shape[1:]],
+        "input_shape": facts["input_shape"],
         "head_kernel": kernel.ravel().astype(float).tolist(),
         "head_bias": float(bias[0]),
-        "model": {
-            "preset": preset,
-            "parameters": int(model.count_params()),
-            "twin_parameters": int(twin.count_params()),
-            "layers": layer_table(model),
-        },
+        "model": facts,
     }
-    return Bundle(tflite_int8(model), facts)
+    return Bundle(tflite_int8(model), bundle_facts)
 
 
 def embed_images(

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from lfwbench import __version__
 from lfwbench.cli import main
-from lfwbench.fetch import _md5, fetch_lfw
+from lfwbench.fetch import fetch_lfw
+from lfwbench.pairs import file_md5
 
 
 def invoke(*args: str):
@@ -116,11 +117,11 @@ def mirror(tmp_path: Path, lfw_tree: Path):
 
 def test_fetch_from_mirror_checks_md5(mirror, tmp_path: Path) -> None:
     served, url = mirror
-    lists = {name: _md5(served / name) for name in ("pairsDevTrain.txt", "pairsDevTest.txt")}
+    lists = {name: file_md5(served / name) for name in ("pairsDevTrain.txt", "pairsDevTest.txt")}
     dest = tmp_path / "data"
     messages = []
     image_dir = fetch_lfw(
-        dest, mirrors=[url], lists=lists, archive_md5=_md5(served / "lfw-deepfunneled.tgz"), report=messages.append
+        dest, mirrors=[url], lists=lists, archive_md5=file_md5(served / "lfw-deepfunneled.tgz"), report=messages.append
     )
     assert image_dir == dest / "lfw-deepfunneled"
     assert invoke("data", "check", "--data", dest).exit_code == 0
