@@ -198,6 +198,16 @@ def training_options(grid: bool = False):
             default=None,
             help="Flips, small shifts and rotations, brightness (default: the preset's).",
         ),
+        click.option(
+            "--identity-epochs",
+            type=click.IntRange(0),
+            help="Epochs teaching the twin to name the training people before pair training (unrestricted).",
+        ),
+        click.option(
+            "--schedule",
+            type=click.Choice(["constant", "cosine"]),
+            help="Learning rate: constant, or cosine decay to zero (default: the preset's).",
+        ),
         click.option("--reduce-lr/--no-reduce-lr", default=False, help="Halve the learning rate on a plateau."),
         click.option("--mixed-precision/--no-mixed-precision", default=False, help="float16 compute (GPUs)."),
         click.option(

@@ -82,7 +82,7 @@ def build_siamese(
     preset: str | Preset,
     input_shape: tuple[int, int, int] | None = None,
     *,
-    lr: float | None = None,
+    lr: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
     dropout: float = 0.3,
     seed: int | None = None,
     compile: bool = True,

@@ -31,6 +31,7 @@ from lfwbench.pairs import DIFFERENT, SAME, file_md5, load_pairs, load_people, p
 from lfwbench.presets import get_preset
 
 REGIMES = ("restricted", "unrestricted")
+SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -53,6 +54,8 @@ class TrainConfig:
     regime: str | None = None
     pairs_per_epoch: int | None = None
     augment: bool | None = None
+    identity_epochs: int | None = None
+    schedule: str | None = None
     reduce_lr: bool = False
     mixed_precision: bool = False
     strategy: str = "default"
@@ -67,9 +70,17 @@ class TrainConfig:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update({name: defaults.get(name) for name, value in values.items() if value is None})
         values["pairs_per_epoch"] = values["pairs_per_epoch"] or 0
+        values["identity_epochs"] = values["identity_epochs"] or 0
+        values["schedule"] = values["schedule"] or "constant"
         config = TrainConfig(**values)
-        if config.regime not in REGIMES or config.strategy not in STRATEGIES:
-            raise LfwbenchError(f"regime must be one of {REGIMES} and strategy one of {STRATEGIES}")
+        if config.regime not in REGIMES or config.strategy not in STRATEGIES or config.schedule not in SCHEDULES:
+            raise LfwbenchError(
+                f"regime must be one of {REGIMES}, schedule one of {SCHEDULES} and strategy one of {STRATEGIES}"
+            )
+        if config.identity_epochs and config.regime != "unrestricted":
+            raise LfwbenchError("identity epochs need the unrestricted regime (all images of the training people)")
+        if config.schedule == "cosine" and config.reduce_lr:
+            raise LfwbenchError("choose one learning-rate schedule: cosine decay or reduce-lr on plateau")
         return config
 
     @property
@@ -92,12 +103,14 @@ class TrainSummary:
 
 @dataclass
 class TrainingData:
-    """All images a run needs (uint8, one array) and index triples for validation and for each epoch."""
+    """All images a run needs (uint8, one array), index triples for validation and for each epoch, and the rows
+    of each training person (unrestricted regime only)."""
 
     images: np.ndarray
     val: tuple[np.ndarray, np.ndarray, np.ndarray]
     epoch_pairs: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
     facts: dict
+    people_rows: list[np.ndarray] = field(default_factory=list)
 
 
 def _triples(left: np.ndarray, right: np.ndarray, labels: Sequence[int]) -> tuple[np.ndarray, ...]:
@@ -162,6 +175,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
             order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
             return tuple(column[order] for column in base)
 
+        people_rows = []
     else:
         paths = [image_path(image_dir, name, i) for name, count in pool_people for i in range(1, count + 1)]
         if not any(count for _, count in pool_people):  # no counts known: take what the folders hold
@@ -178,7 +192,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
             return _sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))
 
-    return TrainingData(images, val_triples, epoch_pairs, facts)
+    return TrainingData(images, val_triples, epoch_pairs, facts, people_rows)
 
 
 def _augmenter(seed: int) -> keras.Sequential:
@@ -196,21 +210,70 @@ def _augmenter(seed: int) -> keras.Sequential:
 
 def make_dataset(
     images: np.ndarray,
-    triples: tuple[np.ndarray, ...],
+    columns: tuple[np.ndarray, ...],
     batch_size: int,
     augment: keras.Sequential | None = None,
 ) -> tf.data.Dataset:
-    """Batches of `((left, right), label)`: uint8 rows gathered per batch and cast to float32 on the fly."""
+    """Batches of `(inputs, label)` from index columns and a label column (the last): `((left, right), label)`
+    for pairs, `(image, label)` for one column. uint8 rows are gathered per batch and cast to float32 on the fly."""
     table = tf.constant(images)
 
-    def gather(left, right, label):
-        pair = [tf.cast(tf.gather(table, side), tf.float32) for side in (left, right)]
+    def gather(*batch):
+        *indices, label = batch
+        inputs = [tf.cast(tf.gather(table, side), tf.float32) for side in indices]
         if augment is not None:
-            pair = [augment(side, training=True) for side in pair]
-        return tuple(pair), label
+            inputs = [augment(side, training=True) for side in inputs]
+        return (tuple(inputs) if len(inputs) > 1 else inputs[0]), label
 
-    dataset = tf.data.Dataset.from_tensor_slices(triples).batch(batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
     return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def identity_rows(people_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Image rows and class numbers of the training people with two or more images (the identity classes)."""
+    several = [rows for rows in people_rows if len(rows) >= 2]
+    labels = np.concatenate([np.full(len(rows), number) for number, rows in enumerate(several)]) if several else []
+    return np.concatenate(several or [[]]).astype(np.int32), np.asarray(labels, dtype=np.int32)
+
+
+def learning_rate(config: TrainConfig, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The configured rate, constant or decayed along a cosine to zero over `steps`."""
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.lr, steps)
+    return config.lr
+
+
+def pretrain_identities(twin: keras.Model, data: TrainingData, config: TrainConfig, verbose: int | str) -> list[dict]:
+    """Train the twin to name the training people (softmax over the identity classes) before it sees any pair.
+
+    One label out of ~1,000 people says more per image than one same/different bit per pair; the classifier layer
+    is dropped afterwards, so the checkpoint is the plain Siamese network.
+    """
+    rows, labels = identity_rows(data.people_rows)
+    steps = len(rows) // config.batch_size
+    if steps == 0:
+        raise LfwbenchError(f"batch size {config.batch_size} exceeds the {len(rows)} images of the identity classes")
+    orders = [
+        np.random.default_rng([config.seed, 1, epoch]).permutation(len(rows)) for epoch in range(config.identity_epochs)
+    ]
+    order = np.concatenate([o[: steps * config.batch_size] for o in orders])
+    augment = _augmenter(config.seed) if config.augment else None
+    dataset = make_dataset(data.images, (rows[order], labels[order]), config.batch_size, augment)
+    classifier = keras.Sequential(
+        [twin, keras.layers.Dense(int(labels.max()) + 1, dtype="float32", name="identity")], name="identities"
+    )
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(learning_rate(config, steps * config.identity_epochs)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    fitted = classifier.fit(
+        dataset, epochs=config.identity_epochs, steps_per_epoch=steps, shuffle=False, verbose=verbose
+    )
+    return [
+        {"epoch": epoch + 1, **{name: float(values[epoch]) for name, values in fitted.history.items()}}
+        for epoch in range(config.identity_epochs)
+    ]
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -300,6 +363,9 @@ def train(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = prepare_data(config, root, progress=verbose != 0)
+    if config.identity_epochs:
+        rows, labels = identity_rows(data.people_rows)
+        data.facts |= {"identity_classes": int(labels.max()) + 1, "identity_images": len(rows)}
     if not resume:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", run_config(config, root, data.facts))
@@ -322,8 +388,15 @@ def train(
                 model = load_model(out_dir / "last.keras", compile=True)
             else:
                 model = build_siamese(
-                    config.preset, config.image_spec.shape, lr=config.lr, dropout=config.dropout, seed=config.seed
+                    config.preset,
+                    config.image_spec.shape,
+                    lr=learning_rate(config, steps * config.epochs),
+                    dropout=config.dropout,
+                    seed=config.seed,
                 )
+                if config.identity_epochs:
+                    identity = pretrain_identities(model.get_layer("twin"), data, config, verbose)
+                    write_json(out_dir / "identity_history.json", identity)
         recorder = RunRecorder(out_dir, history, config.patience, config.min_delta)
         callbacks: list[keras.callbacks.Callback] = [recorder]
         if config.reduce_lr:

@@ -15,7 +15,7 @@ pytest.importorskip("tensorflow")
 from lfwbench.checkpoints import load_model  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.errors import LfwbenchError  # noqa: E402
-from lfwbench.training import TrainConfig, early_stop_wait, grid, search, train  # noqa: E402
+from lfwbench.training import TrainConfig, early_stop_wait, grid, identity_rows, search, train  # noqa: E402
 
 TINY = TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=1)
 
@@ -73,6 +73,36 @@ def test_unrestricted_draws_pairs_from_training_people(lfw_tree: Path, tmp_path:
     split = json.loads((tmp_path / "run" / "config.json").read_text())["split"]
     assert split["pairs_per_epoch"] == 40 and 0 < split["pool_people"] < 8
     assert summary.epochs_run == 1
+
+
+def test_identity_classes_are_people_with_two_or_more_images() -> None:
+    rows, labels = identity_rows([np.array([3, 4]), np.array([5]), np.array([6, 7, 8])])
+    assert rows.tolist() == [3, 4, 6, 7, 8] and labels.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_identity_epochs_then_pairs_with_cosine_decay(lfw_tree: Path, tmp_path: Path) -> None:
+    config = TrainConfig(
+        preset="tiny", epochs=2, batch_size=4, regime="unrestricted", val_fraction=0.3, identity_epochs=3,
+        schedule="cosine",
+    )  # fmt: skip
+    summary = train(config, lfw_tree, tmp_path / "run", verbose=0)
+    identity = json.loads((tmp_path / "run" / "identity_history.json").read_text())
+    assert [row["epoch"] for row in identity] == [1, 2, 3] and all("accuracy" in row for row in identity)
+    split = json.loads((tmp_path / "run" / "config.json").read_text())["split"]
+    assert split["identity_classes"] >= 2 and split["identity_images"] <= split["pool_images"]
+    rates = [row["learning_rate"] for row in summary.history]
+    assert rates[0] < 1e-3 and rates[-1] == pytest.approx(0.0, abs=1e-9)
+    checkpoint = load_model(tmp_path / "run" / "best.keras")
+    assert "identity" not in [layer.name for layer in checkpoint.get_layer("twin").layers]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"identity_epochs": 2}, "unrestricted regime"), ({"schedule": "cosine", "reduce_lr": True}, "one learning-rate")],
+)
+def test_rejects_conflicting_options(lfw_tree: Path, tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(LfwbenchError, match=message):
+        train(TrainConfig(preset="tiny", **changes), lfw_tree, tmp_path / "run", verbose=0)
 
 
 def test_early_stopping_counts_like_keras() -> None:
