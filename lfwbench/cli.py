@@ -173,7 +173,7 @@ def training_options(grid: bool = False):
             help="Dropout before the last unit." + many,
         ),
         click.option(
-            "--patience", type=click.IntRange(1), default=6, show_default=True, help="Early-stopping patience."
+            "--patience", type=click.IntRange(1), help="Early-stopping patience in epochs (default: the preset's, 6)."
         ),
         click.option("--min-delta", type=click.FloatRange(0), default=0.01, show_default=True),
         click.option(

@@ -44,7 +44,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     dropout: float = 0.3
-    patience: int = 6
+    patience: int | None = None
     min_delta: float = 0.01
     val_fraction: float = 0.2
     seed: int = 0
@@ -66,12 +66,18 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         preset = get_preset(self.preset)
-        defaults = {"size": preset.size, "channels": preset.channels, "crop": preset.crop, **preset.defaults}
+        defaults = {
+            "size": preset.size,
+            "channels": preset.channels,
+            "crop": preset.crop,
+            "patience": 6,
+            "pairs_per_epoch": 0,
+            "identity_epochs": 0,
+            "schedule": "constant",
+            **preset.defaults,
+        }
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update({name: defaults.get(name) for name, value in values.items() if value is None})
-        values["pairs_per_epoch"] = values["pairs_per_epoch"] or 0
-        values["identity_epochs"] = values["identity_epochs"] or 0
-        values["schedule"] = values["schedule"] or "constant"
         config = TrainConfig(**values)
         if config.regime not in REGIMES or config.strategy not in STRATEGIES or config.schedule not in SCHEDULES:
             raise LfwbenchError(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,14 @@ def test_unrestricted_draws_pairs_from_training_people(lfw_tree: Path, tmp_path:
     split = json.loads((tmp_path / "run" / "config.json").read_text())["split"]
     assert split["pairs_per_epoch"] == 40 and 0 < split["pool_people"] < 8
     assert summary.epochs_run == 1
+
+
+def test_cpu_preset_is_the_quick_twin_with_cosine_decay_and_no_early_stop() -> None:
+    cpu, quick = TrainConfig(preset="cpu").resolved(), TrainConfig(preset="quick").resolved()
+    assert (cpu.schedule, cpu.epochs, quick.schedule, quick.epochs) == ("cosine", 30, "constant", 20)
+    assert cpu.patience >= cpu.epochs and quick.patience == 6
+    assert replace(cpu, preset="quick", schedule="constant", epochs=20, patience=6) == quick
+    assert TrainConfig(preset="cpu", epochs=5, schedule="constant").resolved().schedule == "constant"
 
 
 def test_identity_classes_are_people_with_two_or_more_images() -> None:
