@@ -55,7 +55,7 @@ def with_options(options: list):
 def main() -> None:
     """Siamese face verification on Labeled Faces in the Wild: check data, train, evaluate, report.
 
-    Example: lfwbench run --data ../shared/lfw --preset quick
+    Example: lfwbench run --data ../shared/lfw --preset cpu
     """
 
 
@@ -160,7 +160,7 @@ def training_options(grid: bool = False):
     many = " Repeat to search several values." if grid else ""
     options = [
         data_option,
-        click.option("--preset", type=click.Choice(list(PRESETS)), default="quick", show_default=True),
+        click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu", show_default=True),
         click.option("--epochs", type=click.IntRange(1), multiple=grid, help="Epochs (default: the preset's)." + many),
         click.option("--batch-size", type=click.IntRange(1), multiple=grid, help="Pairs per batch." + many),
         click.option("--lr", type=click.FloatRange(0, min_open=True), multiple=grid, help="Adam learning rate." + many),
@@ -319,6 +319,11 @@ def echo_headline(results) -> None:
         echo_err(f"Warning: {warning}")
 
 
+flip_option = click.option(
+    "--flip/--no-flip", default=False, help="Test-time flip averaging (labelled in every output)."
+)
+
+
 def evaluation_options(function):
     options = [
         data_option,
@@ -334,7 +339,7 @@ def evaluation_options(function):
             help="An official pairs.txt: 10-fold View 2 protocol.",
         ),
         click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
-        click.option("--flip/--no-flip", default=False, help="Test-time flip averaging (labelled in every output)."),
+        flip_option,
         click.option(
             "--threshold-from",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -464,11 +469,12 @@ def report(models, results_files, out, fail_under, plotlyjs, gallery, **options)
 @main.command()
 @training_options()
 @click.option("--runs", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
+@flip_option
 @with_options(report_options)
-def run(data: Path | None, runs: Path, out, fail_under, plotlyjs, gallery, **options) -> None:
+def run(data: Path | None, runs: Path, flip: bool, out, fail_under, plotlyjs, gallery, **options) -> None:
     """The whole notebook in one command: train, evaluate on pairsDevTest, write the report.
 
-    Example: lfwbench run --data ../shared/lfw --preset quick
+    Example: lfwbench run --data ../shared/lfw --preset cpu
     """
     from lfwbench.evaluation import evaluate as evaluate_model
     from lfwbench.images import resolve_data_root
@@ -477,5 +483,5 @@ def run(data: Path | None, runs: Path, out, fail_under, plotlyjs, gallery, **opt
     root = resolve_data_root(data)
     summary = train_run(train_config(options), root, runs / f"{options['preset']}-seed{options['seed']}")
     echo_summary(summary)
-    results = evaluate_model(summary.out_dir / "best.h5", root, root / options["eval_list"])
+    results = evaluate_model(summary.out_dir / "best.h5", root, root / options["eval_list"], flip=flip)
     write_report_files([results], out, plotlyjs, gallery, fail_under)

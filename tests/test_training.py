@@ -148,6 +148,19 @@ def test_train_command(lfw_tree: Path, tmp_path: Path) -> None:
     assert model.predict([np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 3))], verbose=0).shape == (1, 1)
 
 
+def test_run_command_trains_evaluates_with_flip_and_reports(lfw_tree: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        main,
+        ["run", "--data", str(lfw_tree), "--preset", "tiny", "--epochs", "1", "--batch-size", "4",
+         "--val-fraction", "0.3", "--runs", str(tmp_path / "runs"), "--flip", "--out", str(report)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "test-time flip averaging" in result.output and (tmp_path / "runs" / "tiny-seed0" / "best.h5").is_file()
+    assert json.loads(report.with_suffix(".json").read_text())["settings"]["flip_tta"] is True
+    assert "<html" in report.read_text()[:200].lower()
+
+
 MIRRORED = """
 import sys, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
