@@ -76,11 +76,11 @@ def test_unrestricted_draws_pairs_from_training_people(lfw_tree: Path, tmp_path:
     assert summary.epochs_run == 1
 
 
-def test_cpu_preset_is_the_quick_twin_with_cosine_decay_and_no_early_stop() -> None:
+def test_cpu_preset_is_the_quick_twin_on_grayscale_with_cosine_decay_and_no_early_stop() -> None:
     cpu, quick = TrainConfig(preset="cpu").resolved(), TrainConfig(preset="quick").resolved()
     assert (cpu.schedule, cpu.epochs, quick.schedule, quick.epochs) == ("cosine", 30, "constant", 20)
-    assert cpu.patience >= cpu.epochs and quick.patience == 6
-    assert replace(cpu, preset="quick", schedule="constant", epochs=20, patience=6) == quick
+    assert (cpu.channels, quick.channels) == (1, 3) and cpu.patience >= cpu.epochs and quick.patience == 6
+    assert replace(cpu, preset="quick", schedule="constant", epochs=20, patience=6, channels=3) == quick
     assert TrainConfig(preset="cpu", epochs=5, schedule="constant").resolved().schedule == "constant"
 
 
