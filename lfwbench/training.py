@@ -238,8 +238,10 @@ def make_dataset(
 def identity_rows(people_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Image rows and class numbers of the training people with two or more images (the identity classes)."""
     several = [rows for rows in people_rows if len(rows) >= 2]
-    labels = np.concatenate([np.full(len(rows), number) for number, rows in enumerate(several)]) if several else []
-    return np.concatenate(several or [[]]).astype(np.int32), np.asarray(labels, dtype=np.int32)
+    if not several:
+        raise LfwbenchError("identity epochs need training people with two or more images; there are none")
+    labels = np.repeat(np.arange(len(several)), [len(rows) for rows in several])
+    return np.concatenate(several).astype(np.int32), labels.astype(np.int32)
 
 
 def learning_rate(config: TrainConfig, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:

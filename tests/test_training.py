@@ -87,6 +87,8 @@ def test_cpu_preset_is_the_quick_twin_on_grayscale_with_cosine_decay_and_no_earl
 def test_identity_classes_are_people_with_two_or_more_images() -> None:
     rows, labels = identity_rows([np.array([3, 4]), np.array([5]), np.array([6, 7, 8])])
     assert rows.tolist() == [3, 4, 6, 7, 8] and labels.tolist() == [0, 0, 1, 1, 1]
+    with pytest.raises(LfwbenchError, match="two or more images"):
+        identity_rows([np.array([1]), np.array([2])])
 
 
 def test_identity_epochs_then_pairs_with_cosine_decay(lfw_tree: Path, tmp_path: Path) -> None:
