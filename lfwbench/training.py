@@ -109,14 +109,14 @@ class TrainSummary:
 
 @dataclass
 class TrainingData:
-    """All images a run needs (uint8, one array), index triples for validation and for each epoch, and the rows
-    of each training person (unrestricted regime only)."""
+    """All images a run needs (uint8, one array), index triples for validation and for each epoch, and, when the
+    run has identity epochs, the image rows and class numbers of the identity classes."""
 
     images: np.ndarray
     val: tuple[np.ndarray, np.ndarray, np.ndarray]
     epoch_pairs: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
     facts: dict
-    people_rows: list[np.ndarray] = field(default_factory=list)
+    identities: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _triples(left: np.ndarray, right: np.ndarray, labels: Sequence[int]) -> tuple[np.ndarray, ...]:
@@ -174,6 +174,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         "eval_list": config.eval_list,
         "eval_people_in_training_or_validation": len(seen_people & eval_people),
     }
+    identities = None
     if config.regime == "restricted":
         base = _triples(left[:n_train], right[:n_train], labels[:n_train])
 
@@ -181,7 +182,6 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
             order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
             return tuple(column[order] for column in base)
 
-        people_rows = []
     else:
         paths = [image_path(image_dir, name, i) for name, count in pool_people for i in range(1, count + 1)]
         if not any(count for _, count in pool_people):  # no counts known: take what the folders hold
@@ -198,7 +198,11 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
             return _sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))
 
-    return TrainingData(images, val_triples, epoch_pairs, facts, people_rows)
+        if config.identity_epochs:
+            identities = identity_rows(people_rows)
+            facts |= {"identity_classes": int(identities[1].max()) + 1, "identity_images": len(identities[0])}
+
+    return TrainingData(images, val_triples, epoch_pairs, facts, identities)
 
 
 def _augmenter(seed: int) -> keras.Sequential:
@@ -257,7 +261,7 @@ def pretrain_identities(twin: keras.Model, data: TrainingData, config: TrainConf
     One label out of ~1,000 people says more per image than one same/different bit per pair; the classifier layer
     is dropped afterwards, so the checkpoint is the plain Siamese network.
     """
-    rows, labels = identity_rows(data.people_rows)
+    rows, labels = data.identities
     steps = len(rows) // config.batch_size
     if steps == 0:
         raise LfwbenchError(f"batch size {config.batch_size} exceeds the {len(rows)} images of the identity classes")
@@ -371,9 +375,6 @@ def train(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = prepare_data(config, root, progress=verbose != 0)
-    if config.identity_epochs:
-        rows, labels = identity_rows(data.people_rows)
-        data.facts |= {"identity_classes": int(labels.max()) + 1, "identity_images": len(rows)}
     if not resume:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", run_config(config, root, data.facts))
