@@ -109,16 +109,20 @@ def _training_people(run: dict, root: Path) -> set[str]:
     return people
 
 
+def split_seed(config: dict) -> int:
+    """The seed of a run's validation split (runs before `split_seed` existed split with their `seed`)."""
+    return config.get("split_seed", config.get("seed", 0))
+
+
 def _validation_threshold(run: dict, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):
     """The accuracy-maximising threshold on validation pairs: `threshold_from`, else the run's held-out split."""
     config = run.get("config", {}).get("config", {})
     if threshold_from is not None:
         pairs, source = load_pairs(threshold_from).pairs, Path(threshold_from).name
     elif (root / config.get("train_list", "")).is_file():
-        _, pairs = split_by_person(
-            load_pairs(root / config["train_list"]).pairs, config["val_fraction"], config["seed"]
-        )
-        source = f"{config['train_list']} (validation people, fraction {config['val_fraction']}, seed {config['seed']})"
+        seed = split_seed(config)
+        _, pairs = split_by_person(load_pairs(root / config["train_list"]).pairs, config["val_fraction"], seed)
+        source = f"{config['train_list']} (validation people, fraction {config['val_fraction']}, seed {seed})"
     else:
         return None, None
     loaded = load_pair_images(pairs, image_dir, spec, source, cache_dir=default_cache_dir(), progress=False)
@@ -221,7 +225,7 @@ def evaluate(
             "distinct_images": len(loaded.paths),
             "skipped_pairs": [{"line": pair.line, "reason": reason} for pair, reason in loaded.skipped],
             "stats": data_stats(
-                root, stored.get("config", {}).get("val_fraction", 0.2), stored.get("config", {}).get("seed", 0)
+                root, stored.get("config", {}).get("val_fraction", 0.2), split_seed(stored.get("config", {}))
             ),
         },
         metrics=metrics,

@@ -48,6 +48,7 @@ class TrainConfig:
     min_delta: float = 0.01
     val_fraction: float = 0.2
     seed: int = 0
+    split_seed: int | None = None
     channels: int | None = None
     size: int | None = None
     crop: int | None = None
@@ -74,6 +75,7 @@ class TrainConfig:
             "pairs_per_epoch": 0,
             "identity_epochs": 0,
             "schedule": "constant",
+            "split_seed": self.seed,
             **preset.defaults,
         }
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -141,7 +143,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
     _, image_dir = find_variant(root)
     listed = load_pairs(root / config.train_list)
     eval_people = load_pairs(root / config.eval_list).people if (root / config.eval_list).is_file() else set()
-    train, val = split_by_person(listed.pairs, config.val_fraction, config.seed)
+    train, val = split_by_person(listed.pairs, config.val_fraction, config.split_seed)
     pool_people: list[tuple[str, int]] = []
     if config.regime == "unrestricted":
         people_file = root / config.people_list
