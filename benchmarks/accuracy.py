@@ -7,6 +7,8 @@ Usage: python benchmarks/accuracy.py [DATA_ROOT] --preset cpu --seeds 0,1,2 [--r
        [--set augment=true --set epochs=20 ...]   (any TrainConfig field)
 
 --flip also scores each run with test-time flip averaging (columns flip_at_val_threshold, flip_auc).
+--ensemble also merges the seeds' best checkpoints into one (`lfwbench ensemble`; give --set split_seed=0 so that
+they share a validation split) and scores it the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lfwbench.ensemble import write_ensemble
 from lfwbench.evaluation import evaluate
 from lfwbench.metrics import wilson_interval
 from lfwbench.training import TrainConfig, train
@@ -39,6 +42,17 @@ def parse_setting(text: str) -> tuple[str, object]:
     return name, value
 
 
+def scores(checkpoint: Path, data: Path, flip: bool) -> dict:
+    """Test accuracy at 0.5 and at the validation threshold, AUC; with `flip`, the same under flip averaging."""
+    metrics = evaluate(checkpoint, data, progress=False).metrics
+    row = {"test_at_0.5": metrics["at_0.5"]["accuracy"], "auc": metrics["auc"], "pairs": metrics["pairs"],
+           "test_at_val_threshold": metrics["at_validation_threshold"]["accuracy"]}  # fmt: skip
+    if flip:
+        flipped = evaluate(checkpoint, data, flip=True, progress=False).metrics
+        row |= {"flip_at_val_threshold": flipped["at_validation_threshold"]["accuracy"], "flip_auc": flipped["auc"]}
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/lfw"))
@@ -47,11 +61,13 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/accuracy"))
     parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting)
     parser.add_argument("--flip", action="store_true", help="also score with test-time flip averaging")
+    parser.add_argument("--ensemble", action="store_true", help="also score the seeds merged into one model")
     args = parser.parse_args()
     rows = []
     label = ",".join(f"{k}={v}" for k, v in args.settings)
+    stem = args.runs / f"{args.preset}{'-' + label if label else ''}"
     for seed in (int(s) for s in args.seeds.split(",")):
-        out = args.runs / f"{args.preset}{'-' + label if label else ''}-seed{seed}"
+        out = stem.with_name(f"{stem.name}-seed{seed}")
         start = time.perf_counter()
         if (out / "summary.json").is_file():
             summary = json.loads((out / "summary.json").read_text())
@@ -60,16 +76,7 @@ def main() -> None:
             summary = {"epochs": result.epochs_run, "minutes": (time.perf_counter() - start) / 60,
                        "val_accuracy": result.best_val_accuracy}  # fmt: skip
             (out / "summary.json").write_text(json.dumps(summary))
-        metrics = evaluate(out / "best.keras", args.data, progress=False).metrics
-        rows.append({
-            "seed": seed, **summary, "test_at_0.5": metrics["at_0.5"]["accuracy"],
-            "test_at_val_threshold": metrics["at_validation_threshold"]["accuracy"], "auc": metrics["auc"],
-            "pairs": metrics["pairs"],
-        })  # fmt: skip
-        if args.flip:
-            flipped = evaluate(out / "best.keras", args.data, flip=True, progress=False).metrics
-            rows[-1] |= {"flip_at_val_threshold": flipped["at_validation_threshold"]["accuracy"],
-                         "flip_auc": flipped["auc"]}  # fmt: skip
+        rows.append({"seed": seed, **summary, **scores(out / "best.keras", args.data, args.flip)})
     print(f"preset {args.preset} {label}".rstrip())
     header = ("seed", "epochs", "minutes", "val_accuracy", "test_at_0.5", "test_at_val_threshold", "auc")
     header += ("flip_at_val_threshold", "flip_auc") if args.flip else ()
@@ -85,6 +92,17 @@ def main() -> None:
         interval = wilson_interval(correct, total)
         print(f"{key}, all seeds pooled: {correct / total:.4f} "
               f"(95% Wilson interval {interval.low:.4f}-{interval.high:.4f})")  # fmt: skip
+    if args.ensemble:
+        members = [stem.with_name(f"{stem.name}-seed{row['seed']}") / "best.keras" for row in rows]
+        merged = write_ensemble(members, stem.with_name(f"{stem.name}-ensemble{args.seeds.replace(',', '+')}"))
+        merged_scores = scores(merged, args.data, args.flip)
+        pairs = merged_scores.pop("pairs")
+        for key, value in merged_scores.items():
+            line = f"ensemble of {len(members)}, {key}: {value:.4f}"
+            if not key.endswith("auc"):
+                interval = wilson_interval(round(value * pairs), pairs)
+                line += f" (95% Wilson interval {interval.low:.4f}-{interval.high:.4f})"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,11 @@ def training_options(grid: bool = False):
             help="Share of training pairs held out for validation, split by person.",
         ),
         click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--split-seed",
+            type=int,
+            help="Seed of the validation split (default: --seed); fix it to train seeds for an ensemble.",
+        ),
         click.option("--channels", type=click.Choice(["1", "3"]), help="Grayscale or colour (default: the preset's)."),
         click.option("--size", type=click.IntRange(16), help="Input side in pixels (default: the preset's)."),
         click.option("--crop", type=click.IntRange(0), help="Centred crop side before resizing, 0 for none."),
@@ -293,6 +298,26 @@ def search(data: Path | None, out: Path, **options) -> None:
     for row in rows:
         click.echo(f"{row['run']:<50} val_accuracy {row['best_val_accuracy']:.4f}  val_loss {row['best_val_loss']:.4f}")
     click.echo(f"best: {rows[0]['run']} ({out / 'results.csv'})")
+
+
+@main.command()
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A trained run's checkpoint; repeat for each member (same preset input and validation split).",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write.")
+def ensemble(models: tuple[Path, ...], out: Path) -> None:
+    """Merge runs into one checkpoint that averages their logits; evaluate and report take it like any other.
+
+    Example: lfwbench ensemble --model runs/cpu-seed0/best.keras --model runs/cpu-seed1/best.keras --out runs/ens
+    """
+    from lfwbench.ensemble import write_ensemble
+
+    click.echo(f"checkpoints: {write_ensemble(models, out)} and best.h5 ({len(models)} members)")
 
 
 def echo_headline(results) -> None:

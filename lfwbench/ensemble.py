@@ -1,0 +1,91 @@
+"""Merge trained runs into one checkpoint: seeds of a recipe voting together score better than any one of them.
+
+The merged network is an ordinary lfwbench Siamese model (its twin puts the members' embeddings side by side,
+its head averages their logits), so `evaluate`, `report` and the int8 engine take it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from lfwbench.checkpoints import load_model, save_model
+from lfwbench.errors import LfwbenchError
+from lfwbench.evaluation import split_seed
+from lfwbench.files import file_digest, write_json
+from lfwbench.model import build_head
+from lfwbench.presets import get_preset
+from lfwbench.training import write_inference_bundle
+
+# What members must share: the same images in, and the same people held out for the validation threshold.
+SHARED = ("size", "channels", "crop", "regime", "train_list", "eval_list", "people_list", "val_fraction")
+
+
+def _renamed_twin(twin: keras.Model, name: str) -> keras.Model:
+    """A copy of `twin` whose layers carry `name` as a prefix: .h5 files need unique names across members."""
+
+    def renamed(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "name": f"{name}_{layer.name}"})
+
+    copy = keras.models.clone_model(twin, clone_function=renamed)
+    copy.set_weights(twin.get_weights())
+    return keras.Model(copy.input, copy.output, name=name)
+
+
+def merge_siamese(models: Sequence[keras.Model], preset: str) -> keras.Model:
+    """One model scoring sigmoid(mean of the members' logits): twins side by side, head kernels divided by N."""
+    twins = [model.get_layer("twin") for model in models]
+    shape = tuple(twins[0].input.shape[1:])
+    image = keras.Input(shape, name="image")
+    members = [_renamed_twin(twin, f"member{number}")(image) for number, twin in enumerate(twins, start=1)]
+    twin = keras.Model(image, keras.layers.Concatenate(name="members")(members), name="twin")
+    head = build_head(replace(get_preset(preset), embedding=int(twin.output.shape[-1])), dropout=0.0)
+    kernels, biases = zip(*(model.get_layer("head").get_layer("same").get_weights() for model in models), strict=True)
+    head.get_layer("same").set_weights([np.concatenate(kernels) / len(models), np.mean(biases, axis=0)])
+    left, right = keras.Input(shape, name="left"), keras.Input(shape, name="right")
+    return keras.Model([left, right], head([twin(left), twin(right)]), name=f"siamese_{preset}")
+
+
+def _run_config(path: Path) -> dict:
+    config = path.parent / "config.json"
+    if not config.is_file():
+        raise LfwbenchError(f"{path}: no config.json beside it; ensemble members must be lfwbench training runs")
+    return json.loads(config.read_text())
+
+
+def write_ensemble(model_paths: Sequence[Path], out_dir: Path) -> Path:
+    """Merge the checkpoints into `out_dir` (best.keras, best.h5, the int8 bundle, config.json); returns best.keras.
+
+    Members must share input, crop, training lists and validation split, so that the merged run's validation
+    threshold is chosen on pairs none of them trained on.
+    """
+    if len(model_paths) < 2:
+        raise LfwbenchError("an ensemble needs two or more checkpoints")
+    paths = [Path(path) for path in model_paths]
+    runs = [_run_config(path) for path in paths]
+    first = runs[0]["config"]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        config = run["config"]
+        for key, value, expected in [(k, config.get(k), first.get(k)) for k in SHARED] + [
+            ("split_seed", split_seed(config), split_seed(first))
+        ]:
+            if value != expected:
+                raise LfwbenchError(f"{path}: {key}={value}, but {paths[0]} has {key}={expected}; members must match")
+    model = merge_siamese([load_model(path) for path in paths], first["preset"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(model, out_dir / "best.keras")
+    save_model(model, out_dir / "best.h5")
+    members = [
+        {"checkpoint": str(path), "sha256": file_digest(path), "seed": run["config"]["seed"]}
+        for path, run in zip(paths, runs, strict=True)
+    ]
+    config = {**first, "seed": [member["seed"] for member in members], "split_seed": split_seed(first)}
+    write_json(out_dir / "config.json", {**runs[0], "config": config, "ensemble": members})
+    write_inference_bundle(out_dir, first["preset"])
+    return out_dir / "best.keras"
