@@ -209,6 +209,12 @@ def training_options(grid: bool = False):
             help="Epochs teaching the twin to name the training people before pair training (unrestricted).",
         ),
         click.option(
+            "--people-per-batch",
+            type=click.IntRange(0),
+            help="Train on batches of P people x K images, scoring every pair inside (unrestricted); 0: pairs.",
+        ),
+        click.option("--images-per-person", type=click.IntRange(2), help="K of the person batches (default 4)."),
+        click.option(
             "--schedule",
             type=click.Choice(["constant", "cosine"]),
             help="Learning rate: constant, or cosine decay to zero (default: the preset's).",

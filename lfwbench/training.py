@@ -28,6 +28,7 @@ from lfwbench.images import ImageSpec, default_cache_dir, find_variant, image_pa
 from lfwbench.inference import export_bundle
 from lfwbench.model import build_siamese
 from lfwbench.pairs import DIFFERENT, SAME, file_md5, load_pairs, load_people, people_of, split_by_person
+from lfwbench.person_batches import PairValidation, all_pairs_model, person_batches, with_pair_targets
 from lfwbench.presets import get_preset
 
 REGIMES = ("restricted", "unrestricted")
@@ -56,6 +57,8 @@ class TrainConfig:
     pairs_per_epoch: int | None = None
     augment: bool | None = None
     identity_epochs: int | None = None
+    people_per_batch: int | None = None
+    images_per_person: int | None = None
     schedule: str | None = None
     reduce_lr: bool = False
     mixed_precision: bool = False
@@ -74,6 +77,8 @@ class TrainConfig:
             "patience": 6,
             "pairs_per_epoch": 0,
             "identity_epochs": 0,
+            "people_per_batch": 0,
+            "images_per_person": 4,
             "schedule": "constant",
             "split_seed": self.seed,
             **preset.defaults,
@@ -85,8 +90,12 @@ class TrainConfig:
             raise LfwbenchError(
                 f"regime must be one of {REGIMES}, schedule one of {SCHEDULES} and strategy one of {STRATEGIES}"
             )
-        if config.identity_epochs and config.regime != "unrestricted":
-            raise LfwbenchError("identity epochs need the unrestricted regime (all images of the training people)")
+        if (config.identity_epochs or config.people_per_batch) and config.regime != "unrestricted":
+            raise LfwbenchError(
+                "identity epochs and person batches need the unrestricted regime (all images of the training people)"
+            )
+        if config.people_per_batch and config.strategy != "default":
+            raise LfwbenchError("person batches train on one device; use pair batches with a tf.distribute strategy")
         if config.schedule == "cosine" and config.reduce_lr:
             raise LfwbenchError("choose one learning-rate schedule: cosine decay or reduce-lr on plateau")
         return config
@@ -112,7 +121,7 @@ class TrainSummary:
 @dataclass
 class TrainingData:
     """All images a run needs (uint8, one array), index triples for validation and for each epoch, and, when the
-    run has identity epochs, the image rows and class numbers of the identity classes."""
+    run has identity epochs or person batches, the image rows and class numbers of the identity classes."""
 
     images: np.ndarray
     val: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -200,11 +209,38 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
             return _sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))
 
-        if config.identity_epochs:
+        if config.identity_epochs or config.people_per_batch:
             identities = identity_rows(people_rows)
             facts |= {"identity_classes": int(identities[1].max()) + 1, "identity_images": len(identities[0])}
 
     return TrainingData(images, val_triples, epoch_pairs, facts, identities)
+
+
+def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
+    """Batches per epoch: `pairs_per_epoch` pairs, or as many twin passes in person batches."""
+    pairs = len(data.epoch_pairs(0)[2])
+    batch = config.people_per_batch * config.images_per_person
+    steps = 2 * pairs // batch if batch else pairs // config.batch_size
+    if steps == 0:
+        raise LfwbenchError(f"a batch of {batch or config.batch_size} exceeds the {pairs} training pairs per epoch")
+    return steps
+
+
+def training_set(config: TrainConfig, data: TrainingData, epochs: range, steps: int) -> tf.data.Dataset:
+    """The batches of the given epochs, in order: drawn pairs, or person batches with every pair's target."""
+    augment = _augmenter(config.seed) if config.augment else None
+    if config.people_per_batch:
+        batch = config.people_per_batch * config.images_per_person
+        drawn = [
+            person_batches(*data.identities, config.people_per_batch, config.images_per_person, steps,
+                           np.random.default_rng([config.seed, 2, epoch]))
+            for epoch in epochs
+        ]  # fmt: skip
+        columns = tuple(np.concatenate([epoch[i] for epoch in drawn]) for i in range(2))
+        return with_pair_targets(make_dataset(data.images, columns, batch, augment), batch)
+    plan = [data.epoch_pairs(epoch) for epoch in epochs]
+    triples = tuple(np.concatenate([p[i][: steps * config.batch_size] for p in plan]) for i in range(3))
+    return make_dataset(data.images, triples, config.batch_size, augment)
 
 
 def _augmenter(seed: int) -> keras.Sequential:
@@ -317,9 +353,10 @@ class RunRecorder(keras.callbacks.Callback):
     Early stopping is computed from the stored history, so it carries over a `--resume`.
     """
 
-    def __init__(self, out_dir: Path, history: list[dict], patience: int, min_delta: float):
+    def __init__(self, out_dir: Path, history: list[dict], patience: int, min_delta: float, siamese: keras.Model):
         super().__init__()
         self.out_dir, self.history, self.patience, self.min_delta = out_dir, history, patience, min_delta
+        self.siamese = siamese  # what the checkpoints hold, whichever model `fit` trains
         self.stopped_early = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -331,10 +368,10 @@ class RunRecorder(keras.callbacks.Callback):
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         losses = [r["val_loss"] for r in self.history]
         if not losses or row["val_loss"] < min(losses):
-            save_model(self.model, self.out_dir / "best.keras")
-            save_model(self.model, self.out_dir / "best.h5")
+            save_model(self.siamese, self.out_dir / "best.keras")
+            save_model(self.siamese, self.out_dir / "best.h5")
         self.history.append(row)
-        save_model(self.model, self.out_dir / "last.keras", include_optimizer=True)
+        save_model(self.siamese, self.out_dir / "last.keras", include_optimizer=True)
         write_history(self.out_dir, self.history)
         if early_stop_wait(losses + [row["val_loss"]], self.min_delta) >= self.patience:
             self.stopped_early = self.model.stop_training = True
@@ -381,14 +418,7 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", run_config(config, root, data.facts))
     history = json.loads((out_dir / "history.json").read_text()) if resume else []
-    per_epoch = len(data.epoch_pairs(0)[2])
-    steps = per_epoch // config.batch_size
-    if steps == 0:
-        raise LfwbenchError(f"batch size {config.batch_size} exceeds the {per_epoch} training pairs per epoch")
-    plan = [data.epoch_pairs(epoch) for epoch in range(len(history), config.epochs)]
-    triples = tuple(np.concatenate([p[i][: steps * config.batch_size] for p in plan]) for i in range(3))
-    augment = _augmenter(config.seed) if config.augment else None
-    train_set = make_dataset(data.images, triples, config.batch_size, augment)
+    steps = steps_per_epoch(config, data)
     val_set = make_dataset(data.images, data.val, config.batch_size)
     policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
@@ -408,8 +438,13 @@ def train(
                 if config.identity_epochs:
                     identity = pretrain_identities(model.get_layer("twin"), data, config, verbose)
                     write_json(out_dir / "identity_history.json", identity)
-        recorder = RunRecorder(out_dir, history, config.patience, config.min_delta)
-        callbacks: list[keras.callbacks.Callback] = [recorder]
+            fitted = model
+            if config.people_per_batch:
+                fitted = all_pairs_model(model, config.people_per_batch * config.images_per_person)
+                fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
+        recorder = RunRecorder(out_dir, history, config.patience, config.min_delta, model)
+        callbacks: list[keras.callbacks.Callback] = [PairValidation(model, val_set)] if fitted is not model else []
+        callbacks.append(recorder)
         if config.reduce_lr:
             callbacks.append(
                 keras.callbacks.ReduceLROnPlateau(
@@ -417,10 +452,10 @@ def train(
                 )
             )
         started = time.perf_counter()
-        if plan:
-            model.fit(
-                train_set,
-                validation_data=val_set,
+        if len(history) < config.epochs:
+            fitted.fit(
+                training_set(config, data, range(len(history), config.epochs), steps),
+                validation_data=None if fitted is not model else val_set,
                 epochs=config.epochs,
                 initial_epoch=len(history),
                 steps_per_epoch=steps,

@@ -16,6 +16,7 @@ pytest.importorskip("tensorflow")
 from lfwbench.checkpoints import load_model  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.errors import LfwbenchError  # noqa: E402
+from lfwbench.person_batches import pair_indices, person_batches, with_pair_targets  # noqa: E402
 from lfwbench.training import TrainConfig, early_stop_wait, grid, identity_rows, search, train  # noqa: E402
 
 TINY = TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=1)
@@ -107,9 +108,54 @@ def test_identity_epochs_then_pairs_with_cosine_decay(lfw_tree: Path, tmp_path: 
     assert "identity" not in [layer.name for layer in checkpoint.get_layer("twin").layers]
 
 
+def test_person_batches_hold_distinct_people_with_their_own_images() -> None:
+    rows, labels = identity_rows([np.array([10, 11, 12, 13, 14]), np.array([20, 21]), np.array([30, 31, 32])])
+    picked, persons = person_batches(rows, labels, 2, 3, 50, np.random.default_rng(0))
+    assert picked.shape == persons.shape == (300,)
+    assert np.array_equal(picked // 10 - 1, persons)  # every row belongs to its labelled person
+    for batch in persons.reshape(50, 2, 3):
+        assert len({*batch[:, 0]}) == 2 and (batch == batch[:, :1]).all()
+    assert len(np.unique(picked[persons == 0])) == 5  # all of a person's images get drawn
+    with pytest.raises(LfwbenchError, match="4 people per batch, but only 3"):
+        person_batches(rows, labels, 4, 2, 1, np.random.default_rng(0))
+
+
+def test_pair_targets_flag_same_person_pairs_and_balance_them() -> None:
+    import tensorflow as tf
+
+    persons = np.array([0, 0, 1, 1, 2, 2], dtype=np.int32)
+    dataset = with_pair_targets(tf.data.Dataset.from_tensors((np.zeros((6, 2), np.float32), persons)), 6)
+    _, same, weights = next(iter(dataset))
+    left, right = pair_indices(6)
+    assert same.numpy().tolist() == (persons[left] == persons[right]).astype(float).tolist() and len(left) == 15
+    assert np.isclose(weights.numpy()[same.numpy() == 1].sum(), weights.numpy()[same.numpy() == 0].sum())
+    assert np.isclose(weights.numpy().sum(), 15)
+
+
+def test_person_batches_train_the_siamese_checkpoint_and_resume(lfw_tree: Path, tmp_path: Path) -> None:
+    config = TrainConfig(
+        preset="tiny", epochs=2, batch_size=4, regime="unrestricted", pairs_per_epoch=16, val_fraction=0.3,
+        people_per_batch=2, images_per_person=2, schedule="cosine",
+    )  # fmt: skip
+    summary = train(config, lfw_tree, tmp_path / "run", verbose=0)
+    assert [row["epoch"] for row in summary.history] == [1, 2]
+    assert all({"loss", "accuracy", "val_loss", "val_accuracy"} <= set(row) for row in summary.history)
+    model = load_model(tmp_path / "run" / "best.keras")
+    assert model.predict([np.zeros((1, 32, 32, 3))] * 2, verbose=0).shape == (1, 1)
+    resumed = train(TrainConfig(epochs=3), lfw_tree, tmp_path / "run", resume=True, verbose=0)
+    rates = [row["learning_rate"] for row in resumed.history]
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert rates[0] > 0 and rates[2] == 0.0  # the optimizer's step count carried over: the decay stays finished
+
+
 @pytest.mark.parametrize(
     "changes, message",
-    [({"identity_epochs": 2}, "unrestricted regime"), ({"schedule": "cosine", "reduce_lr": True}, "one learning-rate")],
+    [
+        ({"identity_epochs": 2}, "unrestricted regime"),
+        ({"people_per_batch": 2}, "unrestricted regime"),
+        ({"people_per_batch": 2, "regime": "unrestricted", "strategy": "mirrored"}, "one device"),
+        ({"schedule": "cosine", "reduce_lr": True}, "one learning-rate"),
+    ],
 )
 def test_rejects_conflicting_options(lfw_tree: Path, tmp_path: Path, changes: dict, message: str) -> None:
     with pytest.raises(LfwbenchError, match=message):
@@ -190,3 +236,9 @@ def test_mirrored_strategy_on_two_logical_cpus(lfw_tree: Path, tmp_path: Path) -
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     assert "replicas 2 epochs 1" in run.stdout
+
+
+def test_person_batch_options_reach_the_config(lfw_tree: Path, tmp_path: Path) -> None:
+    args = ["train", "--data", str(lfw_tree), "--preset", "tiny", "--people-per-batch", "2", "--images-per-person", "3"]
+    result = CliRunner().invoke(main, [*args, "--regime", "restricted", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "Error: identity epochs and person batches need the unrestricted" in result.output
