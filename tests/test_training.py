@@ -239,6 +239,12 @@ def test_mirrored_strategy_on_two_logical_cpus(lfw_tree: Path, tmp_path: Path) -
 
 
 def test_person_batch_options_reach_the_config(lfw_tree: Path, tmp_path: Path) -> None:
-    args = ["train", "--data", str(lfw_tree), "--preset", "tiny", "--people-per-batch", "2", "--images-per-person", "3"]
-    result = CliRunner().invoke(main, [*args, "--regime", "restricted", "--out", str(tmp_path / "run")])
+    args = ["train", "--data", str(lfw_tree), "--preset", "tiny", "--people-per-batch", "2",
+            "--images-per-person", "3", "--epochs", "1", "--pairs-per-epoch", "12", "--val-fraction", "0.3",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    result = CliRunner().invoke(main, [*args, "--regime", "restricted"])
     assert result.exit_code == 1 and "Error: identity epochs and person batches need the unrestricted" in result.output
+    result = CliRunner().invoke(main, [*args, "--regime", "unrestricted"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert (config["people_per_batch"], config["images_per_person"]) == (2, 3)
