@@ -63,11 +63,12 @@ def main() -> None:
     parser.add_argument("--flip", action="store_true", help="also score with test-time flip averaging")
     parser.add_argument("--ensemble", action="store_true", help="also score the seeds merged into one model")
     args = parser.parse_args()
-    rows = []
+    rows, folders = [], []
     label = ",".join(f"{k}={v}" for k, v in args.settings)
     stem = args.runs / f"{args.preset}{'-' + label if label else ''}"
     for seed in (int(s) for s in args.seeds.split(",")):
         out = stem.with_name(f"{stem.name}-seed{seed}")
+        folders.append(out)
         start = time.perf_counter()
         if (out / "summary.json").is_file():
             summary = json.loads((out / "summary.json").read_text())
@@ -93,7 +94,7 @@ def main() -> None:
         print(f"{key}, all seeds pooled: {correct / total:.4f} "
               f"(95% Wilson interval {interval.low:.4f}-{interval.high:.4f})")  # fmt: skip
     if args.ensemble:
-        members = [stem.with_name(f"{stem.name}-seed{row['seed']}") / "best.keras" for row in rows]
+        members = [folder / "best.keras" for folder in folders]
         merged = write_ensemble(members, stem.with_name(f"{stem.name}-ensemble{args.seeds.replace(',', '+')}"))
         merged_scores = scores(merged, args.data, args.flip)
         pairs = merged_scores.pop("pairs")

@@ -6,7 +6,6 @@ its head averages their logits), so `evaluate`, `report` and the int8 engine tak
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from lfwbench.checkpoints import load_model, save_model
 from lfwbench.errors import LfwbenchError
-from lfwbench.evaluation import split_seed
+from lfwbench.evaluation import read_run, split_seed
 from lfwbench.files import file_digest, write_json
 from lfwbench.model import build_head
 from lfwbench.presets import get_preset
@@ -52,10 +51,10 @@ def merge_siamese(models: Sequence[keras.Model], preset: str) -> keras.Model:
 
 
 def _run_config(path: Path) -> dict:
-    config = path.parent / "config.json"
-    if not config.is_file():
+    run = read_run(path)
+    if not run:
         raise LfwbenchError(f"{path}: no config.json beside it; ensemble members must be lfwbench training runs")
-    return json.loads(config.read_text())
+    return run["config"]
 
 
 def write_ensemble(model_paths: Sequence[Path], out_dir: Path) -> Path:

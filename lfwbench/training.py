@@ -104,6 +104,11 @@ class TrainConfig:
     def image_spec(self) -> ImageSpec:
         return ImageSpec(self.size, self.channels, self.crop)
 
+    @property
+    def person_batch(self) -> int:
+        """Images per person batch (P x K); 0 when the run trains on drawn or listed pairs."""
+        return self.people_per_batch * self.images_per_person
+
 
 @dataclass
 class TrainSummary:
@@ -218,8 +223,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
 
 def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
     """Batches per epoch: `pairs_per_epoch` pairs, or as many twin passes in person batches."""
-    pairs = len(data.epoch_pairs(0)[2])
-    batch = config.people_per_batch * config.images_per_person
+    pairs, batch = len(data.epoch_pairs(0)[2]), config.person_batch
     steps = 2 * pairs // batch if batch else pairs // config.batch_size
     if steps == 0:
         raise LfwbenchError(f"a batch of {batch or config.batch_size} exceeds the {pairs} training pairs per epoch")
@@ -229,14 +233,14 @@ def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
 def training_set(config: TrainConfig, data: TrainingData, epochs: range, steps: int) -> tf.data.Dataset:
     """The batches of the given epochs, in order: drawn pairs, or person batches with every pair's target."""
     augment = _augmenter(config.seed) if config.augment else None
-    if config.people_per_batch:
-        batch = config.people_per_batch * config.images_per_person
+    if config.person_batch:
         drawn = [
             person_batches(*data.identities, config.people_per_batch, config.images_per_person, steps,
                            np.random.default_rng([config.seed, 2, epoch]))
             for epoch in epochs
         ]  # fmt: skip
         columns = tuple(np.concatenate([epoch[i] for epoch in drawn]) for i in range(2))
+        batch = config.person_batch
         return with_pair_targets(make_dataset(data.images, columns, batch, augment), batch)
     plan = [data.epoch_pairs(epoch) for epoch in epochs]
     triples = tuple(np.concatenate([p[i][: steps * config.batch_size] for p in plan]) for i in range(3))
@@ -439,8 +443,8 @@ def train(
                     identity = pretrain_identities(model.get_layer("twin"), data, config, verbose)
                     write_json(out_dir / "identity_history.json", identity)
             fitted = model
-            if config.people_per_batch:
-                fitted = all_pairs_model(model, config.people_per_batch * config.images_per_person)
+            if config.person_batch:
+                fitted = all_pairs_model(model, config.person_batch)
                 fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
         recorder = RunRecorder(out_dir, history, config.patience, config.min_delta, model)
         callbacks: list[keras.callbacks.Callback] = [PairValidation(model, val_set)] if fitted is not model else []
