@@ -219,6 +219,11 @@ def training_options(grid: bool = False):
             type=click.Choice(["constant", "cosine"]),
             help="Learning rate: constant, or cosine decay to zero (default: the preset's).",
         ),
+        click.option(
+            "--keep",
+            type=click.Choice(["best", "last"]),
+            help="Epoch that best.keras/.h5 hold: lowest validation loss, or the last (default: the preset's).",
+        ),
         click.option("--reduce-lr/--no-reduce-lr", default=False, help="Halve the learning rate on a plateau."),
         click.option("--mixed-precision/--no-mixed-precision", default=False, help="float16 compute (GPUs)."),
         click.option(
@@ -256,7 +261,7 @@ def train_config(options: dict):
 
 def echo_summary(summary) -> None:
     click.echo(
-        f"best epoch {summary.best_epoch}/{summary.epochs_run}: val_loss {summary.best_val_loss:.4f}, "
+        f"best.* hold epoch {summary.best_epoch}/{summary.epochs_run}: val_loss {summary.best_val_loss:.4f}, "
         f"val_accuracy {summary.best_val_accuracy:.4f}; {summary.seconds_per_epoch:.1f} s per epoch"
         + ("; stopped early" if summary.stopped_early else "")
     )

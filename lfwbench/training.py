@@ -33,6 +33,7 @@ from lfwbench.presets import get_preset
 
 REGIMES = ("restricted", "unrestricted")
 SCHEDULES = ("constant", "cosine")
+KEEPS = ("best", "last")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -60,6 +61,7 @@ class TrainConfig:
     people_per_batch: int | None = None
     images_per_person: int | None = None
     schedule: str | None = None
+    keep: str | None = None
     reduce_lr: bool = False
     mixed_precision: bool = False
     strategy: str = "default"
@@ -80,16 +82,17 @@ class TrainConfig:
             "people_per_batch": 0,
             "images_per_person": 4,
             "schedule": "constant",
+            "keep": "best",
             "split_seed": self.seed,
             **preset.defaults,
         }
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update({name: defaults.get(name) for name, value in values.items() if value is None})
         config = TrainConfig(**values)
-        if config.regime not in REGIMES or config.strategy not in STRATEGIES or config.schedule not in SCHEDULES:
-            raise LfwbenchError(
-                f"regime must be one of {REGIMES}, schedule one of {SCHEDULES} and strategy one of {STRATEGIES}"
-            )
+        choices = {"regime": REGIMES, "schedule": SCHEDULES, "keep": KEEPS, "strategy": STRATEGIES}
+        for name, allowed in choices.items():
+            if getattr(config, name) not in allowed:
+                raise LfwbenchError(f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}")
         if (config.identity_epochs or config.people_per_batch) and config.regime != "unrestricted":
             raise LfwbenchError(
                 "identity epochs and person batches need the unrestricted regime (all images of the training people)"
@@ -352,14 +355,15 @@ def early_stop_wait(val_losses: Sequence[float], min_delta: float) -> int:
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """After every epoch: history files, `last.keras`, `best.*` on a new lowest val_loss, and early stopping.
+    """After every epoch: history files, `last.keras`, `best.*` (the lowest val_loss so far, or with `keep="last"`
+    every epoch) and early stopping.
 
     Early stopping is computed from the stored history, so it carries over a `--resume`.
     """
 
-    def __init__(self, out_dir: Path, history: list[dict], patience: int, min_delta: float, siamese: keras.Model):
+    def __init__(self, out_dir: Path, history: list[dict], config: TrainConfig, siamese: keras.Model):
         super().__init__()
-        self.out_dir, self.history, self.patience, self.min_delta = out_dir, history, patience, min_delta
+        self.out_dir, self.history, self.config = out_dir, history, config
         self.siamese = siamese  # what the checkpoints hold, whichever model `fit` trains
         self.stopped_early = False
 
@@ -371,13 +375,13 @@ class RunRecorder(keras.callbacks.Callback):
         row["seconds"] = time.perf_counter() - self.started
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         losses = [r["val_loss"] for r in self.history]
-        if not losses or row["val_loss"] < min(losses):
+        if self.config.keep == "last" or not losses or row["val_loss"] < min(losses):
             save_model(self.siamese, self.out_dir / "best.keras")
             save_model(self.siamese, self.out_dir / "best.h5")
         self.history.append(row)
         save_model(self.siamese, self.out_dir / "last.keras", include_optimizer=True)
         write_history(self.out_dir, self.history)
-        if early_stop_wait(losses + [row["val_loss"]], self.min_delta) >= self.patience:
+        if early_stop_wait(losses + [row["val_loss"]], self.config.min_delta) >= self.config.patience:
             self.stopped_early = self.model.stop_training = True
 
 
@@ -446,7 +450,7 @@ def train(
             if config.person_batch:
                 fitted = all_pairs_model(model, config.person_batch)
                 fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
-        recorder = RunRecorder(out_dir, history, config.patience, config.min_delta, model)
+        recorder = RunRecorder(out_dir, history, config, model)
         callbacks: list[keras.callbacks.Callback] = [PairValidation(model, val_set)] if fitted is not model else []
         callbacks.append(recorder)
         if config.reduce_lr:
@@ -470,7 +474,7 @@ def train(
     finally:
         keras.mixed_precision.set_global_policy(policy)
     write_inference_bundle(out_dir, config.preset)
-    best = min(history, key=lambda row: row["val_loss"])
+    best = history[-1] if config.keep == "last" else min(history, key=lambda row: row["val_loss"])
     return TrainSummary(
         out_dir,
         len(history),

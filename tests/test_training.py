@@ -50,6 +50,18 @@ def test_same_seed_same_history(lfw_tree: Path, tmp_path: Path, tiny_run) -> Non
     assert [[row[k] for k in keys] for row in again.history] == [[row[k] for k in keys] for row in tiny_run.history]
 
 
+def test_best_checkpoint_is_the_lowest_val_loss_or_with_keep_last_the_last_epoch(
+    lfw_tree: Path, tmp_path: Path, tiny_run
+) -> None:
+    losses = [row["val_loss"] for row in tiny_run.history]
+    assert tiny_run.best_epoch == 1 + losses.index(min(losses))
+    kept = train(replace(TINY, epochs=3, keep="last"), lfw_tree, tmp_path / "last", verbose=0)
+    assert kept.best_epoch == 3 and kept.best_val_loss == kept.history[-1]["val_loss"]
+    best, last = (load_model(tmp_path / "last" / name) for name in ("best.keras", "last.keras"))
+    for kept_weights, last_weights in zip(best.get_weights(), last.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept_weights, last_weights)
+
+
 def test_resume_continues_from_last_epoch(lfw_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(TrainConfig(preset="tiny", epochs=1, batch_size=4, val_fraction=0.3), lfw_tree, out, verbose=0)
@@ -157,6 +169,7 @@ def test_person_batches_train_the_siamese_checkpoint_and_resume(lfw_tree: Path, 
         ({"people_per_batch": 2}, "unrestricted regime"),
         ({"people_per_batch": 2, "regime": "unrestricted", "strategy": "mirrored"}, "one device"),
         ({"schedule": "cosine", "reduce_lr": True}, "one learning-rate"),
+        ({"keep": "first"}, "keep must be one of best, last, not 'first'"),
     ],
 )
 def test_rejects_conflicting_options(lfw_tree: Path, tmp_path: Path, changes: dict, message: str) -> None:
@@ -193,7 +206,7 @@ def test_train_command(lfw_tree: Path, tmp_path: Path) -> None:
          "--val-fraction", "0.3", "--out", str(tmp_path / "run")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "best epoch 1/1" in result.output
+    assert "best.* hold epoch 1/1" in result.output
     model = load_model(tmp_path / "run" / "best.h5")
     assert model.predict([np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 3))], verbose=0).shape == (1, 1)
 
@@ -240,13 +253,13 @@ def test_mirrored_strategy_on_two_logical_cpus(lfw_tree: Path, tmp_path: Path) -
     assert "replicas 2 epochs 1" in run.stdout
 
 
-def test_person_batch_options_reach_the_config(lfw_tree: Path, tmp_path: Path) -> None:
+def test_person_batch_and_keep_options_reach_the_config(lfw_tree: Path, tmp_path: Path) -> None:
     args = ["train", "--data", str(lfw_tree), "--preset", "tiny", "--people-per-batch", "2",
-            "--images-per-person", "3", "--epochs", "1", "--pairs-per-epoch", "12", "--val-fraction", "0.3",
-            "--out", str(tmp_path / "run")]  # fmt: skip
+            "--images-per-person", "3", "--keep", "last", "--epochs", "1", "--pairs-per-epoch", "12",
+            "--val-fraction", "0.3", "--out", str(tmp_path / "run")]  # fmt: skip
     result = CliRunner().invoke(main, [*args, "--regime", "restricted"])
     assert result.exit_code == 1 and "Error: identity epochs and person batches need the unrestricted" in result.output
     result = CliRunner().invoke(main, [*args, "--regime", "unrestricted"])
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
-    assert (config["people_per_batch"], config["images_per_person"]) == (2, 3)
+    assert (config["people_per_batch"], config["images_per_person"], config["keep"]) == (2, 3, "last")
