@@ -40,6 +40,8 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
     assert html.count("data:image/jpeg;base64,") > 10
     assert "±2.8 points" in html.replace("about ±2.8", "±2.8")
     assert "Most confident mistakes" in html and "Borderline" in html and "Confident correct" in html
+    at_validation = make_results(lfw_tree).metrics["at_validation_threshold"]
+    assert f"TPR {100 * at_validation['tpr']:.1f}%, TNR {100 * at_validation['tnr']:.1f}%" in html
 
 
 def test_plotlyjs_inlined_once_and_no_external_request(make_results, lfw_tree: Path) -> None:

@@ -89,12 +89,13 @@ def test_unrestricted_draws_pairs_from_training_people(lfw_tree: Path, tmp_path:
     assert summary.epochs_run == 1
 
 
-def test_cpu_preset_is_the_quick_twin_on_grayscale_person_batches_with_cosine_decay() -> None:
+def test_cpu_preset_is_the_quick_twin_on_grayscale_person_batches_with_cosine_decay_kept_to_the_end() -> None:
     cpu, quick = TrainConfig(preset="cpu").resolved(), TrainConfig(preset="quick").resolved()
-    assert (cpu.schedule, cpu.epochs, quick.schedule, quick.epochs) == ("cosine", 12, "constant", 20)
+    assert (cpu.schedule, cpu.epochs, quick.schedule, quick.epochs) == ("cosine", 30, "constant", 20)
     assert (cpu.people_per_batch, cpu.images_per_person, quick.people_per_batch) == (32, 4, 0)
     assert (cpu.channels, quick.channels) == (1, 3) and cpu.patience >= cpu.epochs and quick.patience == 6
-    same = {"preset": "quick", "schedule": "constant", "epochs": 20, "patience": 6, "channels": 3}
+    assert (cpu.keep, quick.keep) == ("last", "best")
+    same = {"preset": "quick", "schedule": "constant", "epochs": 20, "patience": 6, "channels": 3, "keep": "best"}
     assert replace(cpu, **same, people_per_batch=0) == quick
     assert TrainConfig(preset="cpu", epochs=5, schedule="constant").resolved().schedule == "constant"
 
