@@ -115,6 +115,8 @@ class TrainConfig:
 
 @dataclass
 class TrainSummary:
+    """What a run did; `best_*` describe the epoch that best.* hold (see `TrainConfig.keep`)."""
+
     out_dir: Path
     epochs_run: int
     best_epoch: int
