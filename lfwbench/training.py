@@ -356,6 +356,11 @@ def early_stop_wait(val_losses: Sequence[float], min_delta: float) -> int:
     return wait
 
 
+def kept_epoch(history: list[dict], keep: str) -> dict:
+    """The history row whose weights best.* hold: the last, or the first with the lowest val_loss."""
+    return history[-1] if keep == "last" else min(history, key=lambda row: row["val_loss"])
+
+
 class RunRecorder(keras.callbacks.Callback):
     """After every epoch: history files, `last.keras`, `best.*` (the lowest val_loss so far, or with `keep="last"`
     every epoch) and early stopping.
@@ -376,14 +381,13 @@ class RunRecorder(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["seconds"] = time.perf_counter() - self.started
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        losses = [r["val_loss"] for r in self.history]
-        if self.config.keep == "last" or not losses or row["val_loss"] < min(losses):
+        self.history.append(row)
+        if kept_epoch(self.history, self.config.keep) is row:
             save_model(self.siamese, self.out_dir / "best.keras")
             save_model(self.siamese, self.out_dir / "best.h5")
-        self.history.append(row)
         save_model(self.siamese, self.out_dir / "last.keras", include_optimizer=True)
         write_history(self.out_dir, self.history)
-        if early_stop_wait(losses + [row["val_loss"]], self.config.min_delta) >= self.config.patience:
+        if early_stop_wait([r["val_loss"] for r in self.history], self.config.min_delta) >= self.config.patience:
             self.stopped_early = self.model.stop_training = True
 
 
@@ -476,7 +480,7 @@ def train(
     finally:
         keras.mixed_precision.set_global_policy(policy)
     write_inference_bundle(out_dir, config.preset)
-    best = history[-1] if config.keep == "last" else min(history, key=lambda row: row["val_loss"])
+    best = kept_epoch(history, config.keep)
     return TrainSummary(
         out_dir,
         len(history),
