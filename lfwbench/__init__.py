@@ -6,4 +6,9 @@ The TensorFlow-free API lives here (pair lists, images, metrics, results, report
 
 from __future__ import annotations
 
+import os
+
+# OpenCV reads its decoding limit once, when it is first imported: images.MAX_SIDE squared (4096 x 4096).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(4096 * 4096))
+
 __version__ = "0.1.0"

@@ -2,6 +2,10 @@
 
 A Keras 2 file is never deserialised by Keras (its Lambda holds marshalled bytecode): the Koch-family topology
 is read from the stored JSON config, rebuilt with lfwbench's layers, and the weights are read with h5py.
+
+Every checkpoint lfwbench writes carries its own preprocessing (`ImageSpec`: side, channels, crop): an entry
+`lfwbench.json` in the `.keras` zip, an attribute of the `.h5` file. `image_spec` reads it without TensorFlow, so a
+checkpoint copied out of its run folder is still fed the images it was trained on.
 """
 
 from __future__ import annotations
@@ -9,15 +13,22 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
-import keras
 import numpy as np
 
-from lfwbench import model as models
 from lfwbench.errors import CheckpointError
 from lfwbench.files import replacing
+from lfwbench.images import ImageSpec
+from lfwbench.presets import ConvBlock, Preset
+
+if TYPE_CHECKING:  # Keras is imported where a model is built or loaded, so `image_spec` needs no TensorFlow
+    import keras
+
+SPEC_ENTRY = "lfwbench.json"  # the .keras zip entry / .h5 attribute holding the checkpoint's ImageSpec
 
 WEIGHT_ORDER = {
     "Conv2D": ("kernel", "bias"),
@@ -28,17 +39,50 @@ WEIGHT_ORDER = {
 
 def _without_compile_state(model: keras.Model) -> keras.Model:
     """A copy with the same weights and no optimizer: Keras 3's .keras keeps Adam state of a compiled model."""
+    import keras
+
     copy = keras.Model.from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 
 
-def save_model(model: keras.Model, path: str | Path, include_optimizer: bool = False) -> None:
-    """Write `.keras` or `.h5` to a temporary name in the same folder, then rename: never a half-written file."""
+def save_model(
+    model: keras.Model, path: str | Path, spec: ImageSpec | None = None, include_optimizer: bool = False
+) -> None:
+    """Write `.keras` or `.h5`, stamped with `spec` (default: the twin's input, no crop), to a temporary name in the
+    same folder, then rename: never a half-written file."""
     target = model if include_optimizer else _without_compile_state(model)
+    if spec is None:
+        size, _, channels = model.get_layer("twin").input.shape[1:]
+        spec = ImageSpec(int(size), int(channels))
+    stamp = json.dumps(asdict(spec), sort_keys=True)
     with replacing(path) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras calls .h5 "legacy"; users ask for it by name
         target.save(temporary)
+        if zipfile.is_zipfile(temporary):
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(SPEC_ENTRY, stamp)
+        else:
+            with h5py.File(temporary, "a") as file:
+                file.attrs[SPEC_ENTRY] = stamp
+
+
+def image_spec(path: str | Path) -> ImageSpec | None:
+    """The preprocessing stamped into an lfwbench checkpoint; None for a checkpoint without one (the notebook's,
+    or one written before stamps)."""
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                stamp = archive.read(SPEC_ENTRY) if SPEC_ENTRY in archive.namelist() else None
+        elif h5py.is_hdf5(path):
+            with h5py.File(path, "r") as file:
+                stamp = file.attrs.get(SPEC_ENTRY)
+        else:
+            raise CheckpointError(f"{path}: not a Keras checkpoint (neither a .keras zip nor HDF5)")
+        return None if stamp is None else ImageSpec(**json.loads(_text(stamp)))
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from None
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
@@ -64,10 +108,17 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
         raise CheckpointError(f"{path}: HDF5 file holds no model config (weights-only files need their code)")
     if version.startswith("3."):
         return _keras_load(path, compile)
-    return load_keras2_h5(path, config)
+    try:
+        return load_keras2_h5(path, config)
+    except (KeyError, AttributeError, TypeError, IndexError) as error:  # a config that is JSON but not a model's
+        raise CheckpointError(f"{path}: malformed model config ({type(error).__name__}: {error})") from None
 
 
 def _keras_load(path: Path, compile: bool) -> keras.Model:
+    import keras
+
+    from lfwbench import model  # noqa: F401  registers L1Distance, which the stored config names
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -81,7 +132,7 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _koch_family(path: Path, config: dict) -> tuple[models.Preset, tuple[int, int, int], float, list[dict], dict]:
+def _koch_family(path: Path, config: dict) -> tuple[Preset, tuple[int, int, int], float, list[dict], dict]:
     """Recognise `Input x2 -> shared conv tower -> Lambda -> [Dropout] -> Dense(1)` and describe it as a preset."""
     top = config.get("config", {}).get("layers", [])
     towers = [layer for layer in top if layer.get("class_name") in ("Sequential", "Functional", "Model")]
@@ -97,9 +148,9 @@ def _koch_family(path: Path, config: dict) -> tuple[models.Preset, tuple[int, in
     for layer in inner:
         kind, settings = layer["class_name"], layer["config"]
         if kind == "Conv2D":
-            blocks.append(models.ConvBlock(settings["filters"], settings["kernel_size"][0], pool=False))
+            blocks.append(ConvBlock(settings["filters"], settings["kernel_size"][0], pool=False))
         elif kind == "MaxPooling2D" and blocks:
-            blocks[-1] = models.ConvBlock(blocks[-1].filters, blocks[-1].kernel, pool=True)
+            blocks[-1] = ConvBlock(blocks[-1].filters, blocks[-1].kernel, pool=True)
         elif kind == "Dense":
             embedding = settings
         elif kind not in ("InputLayer", "BatchNormalization", "Flatten"):
@@ -108,7 +159,7 @@ def _koch_family(path: Path, config: dict) -> tuple[models.Preset, tuple[int, in
             weighted.append(layer)
     if not blocks or embedding is None or shape is None or head["config"]["units"] != 1:
         raise CheckpointError(f"{path}: unknown architecture (expected Conv2D blocks, Flatten and Dense in the twin)")
-    preset = models.Preset(
+    preset = Preset(
         "koch-legacy",
         tuple(blocks),
         embedding["units"],
@@ -132,8 +183,10 @@ def _stored_weights(group: h5py.Group) -> dict[str, dict[str, np.ndarray]]:
 
 def load_keras2_h5(path: Path, config: dict) -> keras.Model:
     """Rebuild a notebook-era (Keras 2) Koch-family Siamese model and read its weights with h5py."""
+    from lfwbench.model import build_siamese
+
     preset, shape, dropout, weighted, named = _koch_family(path, config)
-    model = models.build_siamese(preset, shape, dropout=dropout, compile=False)
+    model = build_siamese(preset, shape, dropout=dropout, compile=False)
     ours = [layer for layer in model.get_layer("twin").layers if type(layer).__name__ in WEIGHT_ORDER]
     try:
         with h5py.File(path, "r") as file:

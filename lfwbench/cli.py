@@ -18,13 +18,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 
 class Lfwbench(click.Group):
-    """Turns every LfwbenchError raised below into `Error: ...` and exit status 1, never a traceback."""
+    """Turns every failure below into one line, `Error: ...`, and exit status 1: LfwbenchErrors as they are, the
+    operating system's (a read-only folder, a full disk) with the path. Only Ctrl-C reads "Aborted!"; anything else
+    is a bug, shown as one line too unless LFWBENCH_DEBUG is set."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
         except LfwbenchError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(f"{where}{error.strerror or error}") from None
+        except Exception as error:
+            if os.environ.get("LFWBENCH_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error ({type(error).__name__}: {error}); set LFWBENCH_DEBUG=1 for the traceback and "
+                "please report it"
+            ) from None
 
 
 data_option = click.option(
@@ -86,10 +100,12 @@ def data_check(data: Path | None, pair_files: tuple[Path, ...]) -> None:
     click.echo(f"people: {result.people}  images: {result.images}")
     for item in result.lists:
         click.echo(f"{item.name}: {item.resolved}/{item.total} pairs, {item.distinct_images} distinct images")
+        for kind, count in sorted(item.odd.items()):
+            click.echo(f"  {count} image(s) with {kind}: converted when read")
         for line in item.missing:
-            click.echo(f"  missing {line}")
+            click.echo(f"  {line}")
     if not result.ok:
-        raise click.ClickException("some pairs name missing images (listed above)")
+        raise click.ClickException("some pairs name missing or unusable images (listed above)")
 
 
 @data.command("stats")
@@ -155,6 +171,7 @@ GRID_OPTIONS = ("epochs", "batch_size", "lr", "dropout")
 
 def training_options(grid: bool = False):
     """The options of `train`, `run` and `search`; with `grid`, the grid's four options repeat."""
+    from lfwbench.config import KEEPS, REGIMES, SCHEDULES, STRATEGIES
     from lfwbench.presets import PRESETS
 
     many = " Repeat to search several values." if grid else ""
@@ -194,7 +211,7 @@ def training_options(grid: bool = False):
         click.option("--crop", type=click.IntRange(0), help="Centred crop side before resizing, 0 for none."),
         click.option(
             "--regime",
-            type=click.Choice(["restricted", "unrestricted"]),
+            type=click.Choice(REGIMES),
             help="Only the listed pairs, or new balanced pairs each epoch from the training people.",
         ),
         click.option("--pairs-per-epoch", type=click.IntRange(1), help="Pairs drawn per epoch (unrestricted)."),
@@ -216,19 +233,19 @@ def training_options(grid: bool = False):
         click.option("--images-per-person", type=click.IntRange(2), help="K of the person batches (default 4)."),
         click.option(
             "--schedule",
-            type=click.Choice(["constant", "cosine"]),
+            type=click.Choice(SCHEDULES),
             help="Learning rate: constant, or cosine decay to zero (default: the preset's).",
         ),
         click.option(
             "--keep",
-            type=click.Choice(["best", "last"]),
+            type=click.Choice(KEEPS),
             help="Epoch that best.keras/.h5 hold: lowest validation loss, or the last (default: the preset's).",
         ),
         click.option("--reduce-lr/--no-reduce-lr", default=False, help="Halve the learning rate on a plateau."),
         click.option("--mixed-precision/--no-mixed-precision", default=False, help="float16 compute (GPUs)."),
         click.option(
             "--strategy",
-            type=click.Choice(["default", "mirrored", "multiworker"]),
+            type=click.Choice(STRATEGIES),
             default="default",
             show_default=True,
             help="tf.distribute strategy.",
@@ -252,7 +269,7 @@ def training_options(grid: bool = False):
 
 
 def train_config(options: dict):
-    from lfwbench.training import TrainConfig
+    from lfwbench.config import TrainConfig
 
     values = {name: options[name] for name in TrainConfig.__dataclass_fields__ if name in options}
     values["channels"] = int(values["channels"]) if values.get("channels") else None
@@ -268,26 +285,42 @@ def echo_summary(summary) -> None:
     click.echo(f"checkpoints: {summary.out_dir / 'best.h5'} and best.keras (resume from last.keras)")
 
 
+def write_mode(function):
+    """--resume and --overwrite: what to do with a run folder that is not empty (by default, refuse)."""
+    options = [
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Continue the run in the folder from its last committed epoch (its options; --epochs may grow).",
+        ),
+        click.option("--overwrite", is_flag=True, help="Replace the run in the folder."),
+    ]
+    return with_options(options)(function)
+
+
+def mode_of(resume: bool, overwrite: bool) -> str:
+    if resume and overwrite:
+        raise click.UsageError("give --resume or --overwrite, not both")
+    return "resume" if resume else "overwrite" if overwrite else "new"
+
+
 @main.command()
 @training_options()
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: runs/PRESET-seedSEED]."
 )
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue the run in --out from its last epoch (its stored options; --epochs may grow).",
-)
-def train(data: Path | None, out: Path | None, resume: bool, **options) -> None:
+@write_mode
+def train(data: Path | None, out: Path | None, resume: bool, overwrite: bool, **options) -> None:
     """Train a Siamese checkpoint (best.keras, best.h5, last.keras, history) on the View 1 training list.
 
     Example: lfwbench train --data ../shared/lfw --preset quick --out runs/quick
     """
     from lfwbench.images import resolve_data_root
+    from lfwbench.runs import default_run_folder
     from lfwbench.training import train as train_run
 
-    out = out or Path("runs") / f"{options['preset']}-seed{options['seed']}"
-    summary = train_run(train_config(options), resolve_data_root(data), out, resume=resume)
+    out = out or default_run_folder(options["preset"], options["seed"])
+    summary = train_run(train_config(options), resolve_data_root(data), out, mode=mode_of(resume, overwrite))
     echo_summary(summary)
 
 
@@ -321,14 +354,15 @@ def search(data: Path | None, out: Path, **options) -> None:
     help="A trained run's checkpoint; repeat for each member (same preset input and validation split).",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write.")
-def ensemble(models: tuple[Path, ...], out: Path) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace the ensemble already in --out.")
+def ensemble(models: tuple[Path, ...], out: Path, overwrite: bool) -> None:
     """Merge runs into one checkpoint that averages their logits; evaluate and report take it like any other.
 
     Example: lfwbench ensemble --model runs/cpu-seed0/best.keras --model runs/cpu-seed1/best.keras --out runs/ens
     """
     from lfwbench.ensemble import write_ensemble
 
-    click.echo(f"checkpoints: {write_ensemble(models, out)} and best.h5 ({len(models)} members)")
+    click.echo(f"checkpoints: {write_ensemble(models, out, overwrite)} and best.h5 ({len(models)} members)")
 
 
 def echo_headline(results) -> None:
@@ -436,16 +470,23 @@ def report_path(results) -> Path:
     return Path("reports") / f"{name}-{Path(results.data['pair_list_name']).stem}.html"
 
 
-def write_report_files(results: list, out: Path | None, plotlyjs: str, gallery: int, fail_under: float | None) -> None:
-    """Write NAME.html and the results as NAME.json (NAME.1.json, ... for several models), then --fail-under."""
+def write_report_files(
+    results: list, out: Path | None, plotlyjs: str, gallery: int, fail_under: float | None, inputs: tuple[Path, ...]
+) -> None:
+    """Write NAME.html and the results as NAME.json (NAME.1.json, ... for several models), then --fail-under.
+
+    None of these may be one of the `inputs` (results files, checkpoints): a report never replaces what it read."""
+    from lfwbench.files import refuse_overwriting
     from lfwbench.report import write_report
     from lfwbench.results import write_results
 
     out = out or report_path(results[0])
+    outputs = [out.with_suffix(".json") if len(results) == 1 else out.with_suffix(f".{n}.json") for n in results]
+    refuse_overwriting([out, *outputs], inputs)
     for result in results:
         echo_headline(result)
-    for number, result in enumerate(results, start=1):
-        write_results(out.with_suffix(".json") if len(results) == 1 else out.with_suffix(f".{number}.json"), result)
+    for path, result in zip(outputs, results, strict=True):
+        write_results(path, result)
     write_report(out, results, plotlyjs, gallery)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     worst = min(result.metrics["at_0.5"]["accuracy"] for result in results)
@@ -499,7 +540,7 @@ def report(models, results_files, out, fail_under, plotlyjs, gallery, **options)
         raise click.UsageError("give --model CHECKPOINT or --results FILE")
     results = [read_results(path) for path in results_files]
     results += [run_evaluation(model, **options) for model in models]
-    write_report_files(results, out, plotlyjs, gallery, fail_under)
+    write_report_files(results, out, plotlyjs, gallery, fail_under, results_files + models)
 
 
 @main.command()
@@ -507,17 +548,20 @@ def report(models, results_files, out, fail_under, plotlyjs, gallery, **options)
 @click.option("--runs", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
 @flip_option
 @with_options(report_options)
-def run(data: Path | None, runs: Path, flip: bool, out, fail_under, plotlyjs, gallery, **options) -> None:
+@write_mode
+def run(data: Path | None, runs: Path, flip: bool, out, fail_under, plotlyjs, gallery, resume, overwrite, **options):
     """The whole notebook in one command: train, evaluate on pairsDevTest, write the report.
 
     Example: lfwbench run --data ../shared/lfw --preset cpu
     """
     from lfwbench.evaluation import evaluate as evaluate_model
     from lfwbench.images import resolve_data_root
+    from lfwbench.runs import BEST_H5, default_run_folder
     from lfwbench.training import train as train_run
 
     root = resolve_data_root(data)
-    summary = train_run(train_config(options), root, runs / f"{options['preset']}-seed{options['seed']}")
+    folder = default_run_folder(options["preset"], options["seed"], runs)
+    summary = train_run(train_config(options), root, folder, mode=mode_of(resume, overwrite))
     echo_summary(summary)
-    results = evaluate_model(summary.out_dir / "best.h5", root, root / options["eval_list"], flip=flip)
-    write_report_files([results], out, plotlyjs, gallery, fail_under)
+    results = evaluate_model(summary.out_dir / BEST_H5, root, root / options["eval_list"], flip=flip)
+    write_report_files([results], out, plotlyjs, gallery, fail_under, (summary.out_dir / BEST_H5,))

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lfwbench.errors import ImageError
-from lfwbench.images import find_variant, image_path
+from lfwbench.images import UnusableImage, find_variant, image_path, read_header
 from lfwbench.pairs import DIFFERENT, SAME, VIEW1_LISTS, VIEW2_LIST, Pair, load_pairs, people_of, split_by_person
 
 
 @dataclass
 class ListCheck:
-    """How many of a list's pairs resolve to image files, and which files are missing (with their lines)."""
+    """How many of a list's pairs resolve to usable image files; which files are missing or unusable (with their
+    lines, `missing` holds both), and how many usable files are odd (PNG content, grayscale: converted when read)."""
 
     name: str
     total: int
     resolved: int
     distinct_images: int
     missing: list[str] = field(default_factory=list)
+    odd: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,21 +64,37 @@ def check_data(root: Path, pair_files: list[Path] | None = None) -> DataCheck:
     results = []
     for path in pair_files or default_lists(root):
         pair_list = load_pairs(path)
-        distinct: dict[Path, int] = {}
+        problems: dict[Path, str] = {}
+        odd: Counter[str] = Counter()
         missing = []
         resolved = 0
         for pair in pair_list.pairs:
             ends = [image_path(image_dir, pair.name1, pair.index1), image_path(image_dir, pair.name2, pair.index2)]
             ok = True
             for end in ends:
-                if end not in distinct:
-                    distinct[end] = end.is_file()
-                if not distinct[end]:
+                if end not in problems:
+                    problems[end] = inspect_image(end, odd)
+                if problems[end]:
                     ok = False
-                    missing.append(f"{path.name}:{pair.line}: {end}")
+                    missing.append(f"{path.name}:{pair.line}: {problems[end]} {end}")
             resolved += ok
-        results.append(ListCheck(path.name, len(pair_list), resolved, len(distinct), missing))
+        results.append(ListCheck(path.name, len(pair_list), resolved, len(problems), missing, dict(odd)))
     return DataCheck(variant, image_dir, len(counts), sum(counts.values()), results)
+
+
+def inspect_image(path: Path, odd: Counter[str]) -> str:
+    """Why the image cannot be used ("" when it can), counting how a usable one is odd in `odd`."""
+    try:
+        header = read_header(path.read_bytes())
+    except FileNotFoundError:
+        return "missing"
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    except UnusableImage as problem:
+        return str(problem)
+    if header.odd:
+        odd[header.odd] += 1
+    return ""
 
 
 def _split_stats(pairs: list[Pair]) -> dict[str, int]:

@@ -8,6 +8,7 @@ accuracy (benchmarks/engines.py), and evaluating from it skips importing TensorF
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ import numpy as np
 
 from lfwbench.files import atomic_open, write_json
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: the JSON vouches for the TFLite bytes by their sha256
 
 
 @dataclass
@@ -39,23 +40,31 @@ def write_bundle(stem: Path, bundle: Bundle) -> None:
     tflite, facts = bundle_files(stem)
     with atomic_open(tflite, "wb") as handle:
         handle.write(bundle.tflite)
-    write_json(facts, {**bundle.facts, "format": BUNDLE_FORMAT, "tflite_bytes": len(bundle.tflite)})
+    write_json(facts, {**bundle.facts, "format": BUNDLE_FORMAT, "tflite_sha256": _sha256(bundle.tflite)})
 
 
-def read_bundle(stem: Path, checkpoint_sha256: str) -> Bundle | None:
-    """The bundle at `stem` when it was made from the checkpoint with this sha256; None if absent or damaged."""
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def read_bundle(stem: Path, checkpoint_sha256: str) -> tuple[Bundle | None, str]:
+    """The bundle at `stem` when it was made from the checkpoint with this sha256, else None and why not ("" when
+    there is no bundle at all). A TFLite file that is not the one its JSON vouches for is never used."""
     tflite, facts_path = bundle_files(stem)
+    if not tflite.exists() and not facts_path.exists():
+        return None, ""
     try:
         facts = json.loads(facts_path.read_text())
         content = tflite.read_bytes()
-    except (OSError, ValueError):
-        return None
-    usable = (
-        facts.get("format") == BUNDLE_FORMAT
-        and checkpoint_sha256 in facts.get("checkpoint_sha256", [])
-        and facts.get("tflite_bytes") == len(content)
-    )
-    return Bundle(content, facts) if usable else None
+    except (OSError, ValueError) as error:
+        return None, f"{tflite.name}: unreadable bundle ({error})"
+    if not isinstance(facts, dict) or facts.get("format") != BUNDLE_FORMAT:
+        return None, f"{facts_path.name}: bundle of another format"
+    if checkpoint_sha256 not in facts.get("checkpoint_sha256", []):
+        return None, f"{facts_path.name}: made from another checkpoint"
+    if facts.get("tflite_sha256") != _sha256(content):
+        return None, f"{tflite.name}: not the TFLite file its {facts_path.name} vouches for (replaced or damaged)"
+    return Bundle(content, facts), ""
 
 
 def _interpreter_class():

@@ -13,9 +13,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from lfwbench import runs
 from lfwbench.checkpoints import load_model, save_model
 from lfwbench.errors import LfwbenchError
-from lfwbench.evaluation import read_run, split_seed
 from lfwbench.files import file_digest, write_json
 from lfwbench.model import build_head
 from lfwbench.presets import get_preset
@@ -50,41 +50,45 @@ def merge_siamese(models: Sequence[keras.Model], preset: str) -> keras.Model:
     return keras.Model([left, right], head([twin(left), twin(right)]), name=f"siamese_{preset}")
 
 
-def _run_config(path: Path) -> dict:
-    run = read_run(path)
-    if not run:
-        raise LfwbenchError(f"{path}: no config.json beside it; ensemble members must be lfwbench training runs")
-    return run["config"]
+def _member_run(path: Path) -> runs.Run:
+    run, warnings = runs.read_run(path, file_digest(path))
+    if run is None:
+        reason = "; ".join(warnings) or f"no {runs.CONFIG} beside it"
+        raise LfwbenchError(f"{path}: {reason}; ensemble members must be lfwbench training runs")
+    return run
 
 
-def write_ensemble(model_paths: Sequence[Path], out_dir: Path) -> Path:
+def write_ensemble(model_paths: Sequence[Path], out_dir: Path, overwrite: bool = False) -> Path:
     """Merge the checkpoints into `out_dir` (best.keras, best.h5, the int8 bundle, config.json); returns best.keras.
 
     Members must share input, crop, training lists and validation split, so that the merged run's validation
-    threshold is chosen on pairs none of them trained on.
+    threshold is chosen on pairs none of them trained on. The folder is written like a training run: refused when
+    not empty (unless `overwrite`), locked, and committed in one step.
     """
     if len(model_paths) < 2:
         raise LfwbenchError("an ensemble needs two or more checkpoints")
     paths = [Path(path) for path in model_paths]
-    runs = [_run_config(path) for path in paths]
-    first = runs[0]["config"]
-    for path, run in zip(paths[1:], runs[1:], strict=True):
-        config = run["config"]
-        for key, value, expected in [(k, config.get(k), first.get(k)) for k in SHARED] + [
-            ("split_seed", split_seed(config), split_seed(first))
+    members = [_member_run(path) for path in paths]
+    first = members[0]
+    for path, run in zip(paths[1:], members[1:], strict=True):
+        for key, value, expected in [(k, run.options.get(k), first.options.get(k)) for k in SHARED] + [
+            ("split_seed", run.split_seed, first.split_seed)
         ]:
             if value != expected:
                 raise LfwbenchError(f"{path}: {key}={value}, but {paths[0]} has {key}={expected}; members must match")
-    model = merge_siamese([load_model(path) for path in paths], first["preset"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_model(model, out_dir / "best.keras")
-    save_model(model, out_dir / "best.h5")
-    members = [
-        {"checkpoint": str(path), "sha256": file_digest(path), "seed": run["config"]["seed"]}
-        for path, run in zip(paths, runs, strict=True)
+    model = merge_siamese([load_model(path) for path in paths], first.options["preset"])
+    described = [
+        {"checkpoint": str(path), "sha256": file_digest(path), "seed": run.options["seed"]}
+        for path, run in zip(paths, members, strict=True)
     ]
-    config = {**first, "seed": [member["seed"] for member in members], "split_seed": split_seed(first)}
-    write_json(out_dir / "config.json", {**runs[0], "config": config, "ensemble": members})
-    write_inference_bundle(out_dir, first["preset"])
-    return out_dir / "best.keras"
+    options = {**first.options, "seed": [member["seed"] for member in described], "split_seed": first.split_seed}
+    record = {**first.record, "config": options, "ensemble": described}
+    with runs.writing(out_dir, "overwrite" if overwrite else "new") as folder:
+        files = {
+            runs.CONFIG: lambda target: write_json(target, record),
+            runs.BEST_KERAS: lambda target: save_model(model, target, first.image_spec),
+            runs.BEST_H5: lambda target: save_model(model, target, first.image_spec),
+        }
+        folder.commit(0, [], files)
+        write_inference_bundle(folder.path, options["preset"])
+    return folder / runs.BEST_KERAS

@@ -23,3 +23,7 @@ class ImageError(LfwbenchError):
 
 class CheckpointError(LfwbenchError):
     """A model file that cannot be read or whose architecture lfwbench does not know."""
+
+
+class RunFolderError(LfwbenchError):
+    """A run folder that is in use, not empty, or does not hold what its record says."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -14,13 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from lfwbench import __version__
+from lfwbench.checkpoints import image_spec
 from lfwbench.dataset import data_stats
-from lfwbench.engine import Bundle, LiteTwin, embed_batches, head_scores, read_bundle, write_bundle
+from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
 from lfwbench.files import file_digest
 from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
 from lfwbench.metrics import best_threshold, summarise, view2_folds
-from lfwbench.pairs import SAME, file_md5, load_pairs, load_people, people_of, split_by_person
+from lfwbench.pairs import SAME, file_md5, load_pairs, people_of
 from lfwbench.results import PairRecord, Results
+from lfwbench.runs import Run, read_run
 
 
 @dataclass
@@ -42,20 +43,34 @@ def _bundle_scorer(bundle: Bundle, batch_size: int, flip: bool) -> Scorer:
     return Scorer(score, {**bundle.facts["model"], "input_shape": bundle.facts["input_shape"]}, "tflite-int8")
 
 
-def prepare_scorer(model_path: Path, sha256: str, engine: str, preset: str | None, batch_size: int, flip: bool):
+def prepare_scorer(
+    model_path: Path,
+    sha256: str,
+    engine: str,
+    preset: str | None,
+    batch_size: int,
+    flip: bool,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Scorer:
     """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
 
     `auto` picks Keras where an NVIDIA GPU is present, else the int8 TFLite twin; a checkpoint converted for the
-    first time has its bundle stored in the cache, keyed by its sha256.
+    first time has its bundle stored in the cache, keyed by its sha256. A bundle that does not belong to the
+    checkpoint, or that fails to load, is passed over with a warning and rebuilt into the cache.
     """
     if engine == "auto":
         engine = "keras" if shutil.which("nvidia-smi") else "tflite-int8"
     cached = default_cache_dir() / f"twin-{sha256[:24]}"
     if engine == "tflite-int8":
         for stem in (model_path.with_suffix(""), cached):
-            bundle = read_bundle(stem, sha256)
+            bundle, problem = read_bundle(stem, sha256)
+            if problem:
+                warn(f"{problem}; ignored, the twin is converted again")
             if bundle is not None:
-                return _bundle_scorer(bundle, batch_size, flip)
+                try:
+                    return _bundle_scorer(bundle, batch_size, flip)
+                except (ValueError, RuntimeError) as error:
+                    warn(f"{bundle_files(stem)[0]}: unusable ({error}); ignored, the twin is converted again")
     from lfwbench.checkpoints import load_model
     from lfwbench.inference import export_bundle, keras_engine, model_facts, score_pairs
 
@@ -87,42 +102,13 @@ def library_versions() -> dict:
     return versions
 
 
-def read_run(model_path: Path) -> dict:
-    """The training run stored beside a checkpoint (config.json, history.json), or {} when there is none."""
-    folder = model_path.parent
-    if not (folder / "config.json").is_file():
-        return {}
-    run = {"config": json.loads((folder / "config.json").read_text())}
-    if (folder / "history.json").is_file():
-        run["history"] = json.loads((folder / "history.json").read_text())
-    return run
-
-
-def _training_people(run: dict, root: Path) -> set[str]:
-    """The identities a run trained and validated on: its listed pairs, and its people list when unrestricted."""
-    config = run.get("config", {}).get("config", {})
-    people: set[str] = set()
-    if (root / config.get("train_list", "")).is_file():
-        people |= load_pairs(root / config["train_list"]).people
-    if config.get("regime") == "unrestricted" and (root / config.get("people_list", "")).is_file():
-        people |= {name for fold in load_people(root / config["people_list"]) for name, _ in fold}
-    return people
-
-
-def split_seed(config: dict) -> int:
-    """The seed of a run's validation split (runs before `split_seed` existed split with their `seed`)."""
-    return config.get("split_seed", config.get("seed", 0))
-
-
-def _validation_threshold(run: dict, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):
+def _validation_threshold(run: Run | None, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):
     """The accuracy-maximising threshold on validation pairs: `threshold_from`, else the run's held-out split."""
-    config = run.get("config", {}).get("config", {})
+    held_out = run.validation_pairs(root) if run is not None else None
     if threshold_from is not None:
         pairs, source = load_pairs(threshold_from).pairs, Path(threshold_from).name
-    elif (root / config.get("train_list", "")).is_file():
-        seed = split_seed(config)
-        _, pairs = split_by_person(load_pairs(root / config["train_list"]).pairs, config["val_fraction"], seed)
-        source = f"{config['train_list']} (validation people, fraction {config['val_fraction']}, seed {seed})"
+    elif held_out is not None:
+        pairs, source = held_out
     else:
         return None, None
     loaded = load_pair_images(pairs, image_dir, spec, source, cache_dir=default_cache_dir(), progress=False)
@@ -149,13 +135,13 @@ def evaluate(
     timings = {}
     started = time.perf_counter()
     checkpoint_sha256 = file_digest(model_path)
-    run = read_run(model_path)
-    stored = run.get("config", {})
+    run, notes = read_run(model_path, checkpoint_sha256)
+    options = run.options if run is not None else {}
     scorer = prepare_scorer(
-        model_path, checkpoint_sha256, engine, stored.get("config", {}).get("preset"), batch_size, flip
+        model_path, checkpoint_sha256, engine, options.get("preset"), batch_size, flip, notes.append
     )
     size, _, channels = scorer.facts["input_shape"]
-    spec = ImageSpec(size, channels, stored.get("config", {}).get("crop", 0) or 0)
+    spec = image_spec(model_path) or (run.image_spec if run is not None else ImageSpec(size, channels, 0))
     timings["load_model"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -184,13 +170,14 @@ def evaluate(
     labels = loaded.labels
     metrics = summarise(labels, scores, threshold)
     metrics["validation_threshold"] = threshold_source
+    metrics["warnings"] = notes + metrics["warnings"]
     if pair_list.folds > 1:
         metrics["view2"] = view2_folds(labels, scores, np.array([pair.fold for pair in loaded.pairs]))
     timings["metrics"] = time.perf_counter() - started
 
     evaluated_people = people_of(loaded.pairs)
-    overlap = sorted(_training_people(run, root) & evaluated_people)
-    leakage = {"checked": bool(run), "people_in_training_and_evaluation": len(overlap), "examples": overlap[:10]}
+    overlap = sorted((run.training_people(root) if run is not None else set()) & evaluated_people)
+    leakage = {"checked": run is not None, "people_in_training_and_evaluation": len(overlap), "examples": overlap[:10]}
     if overlap:
         metrics["warnings"].append(f"leakage: {len(overlap)} people of {pair_list.name} were in the training lists")
 
@@ -224,9 +211,7 @@ def evaluate(
             "folds": pair_list.folds,
             "distinct_images": len(loaded.paths),
             "skipped_pairs": [{"line": pair.line, "reason": reason} for pair, reason in loaded.skipped],
-            "stats": data_stats(
-                root, stored.get("config", {}).get("val_fraction", 0.2), split_seed(stored.get("config", {}))
-            ),
+            "stats": data_stats(root, options.get("val_fraction", 0.2), run.split_seed if run is not None else 0),
         },
         metrics=metrics,
         pairs=records,
@@ -237,7 +222,7 @@ def evaluate(
             "skip_missing": skip_missing,
             "engine": scorer.engine,
         },  # fmt: skip
-        training=run,
+        training=run.as_training() if run is not None else {},
         leakage=leakage,
         timings=timings,
         versions=library_versions(),

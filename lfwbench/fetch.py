@@ -7,11 +7,12 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import atomic_open
+from lfwbench.files import FolderLock, atomic_open
 from lfwbench.pairs import file_md5
 
 # The archives and lists as the LFW site published them, with its md5 sums.
@@ -29,6 +30,8 @@ LISTS = {
     "people.txt": "450f0863dd89e85e73936a6d71a3474b",
     "lfw-names.txt": "a6d0a479bd074669f656265a6e693f6d",
 }
+WORK_PREFIX = ".fetch-"
+
 # The UMass host is gone since 2025; these serve some of the files under their own ids. Users add --mirror URLs,
 # base URLs under which each file is found by its published name; those are tried first.
 KNOWN_COPIES = {
@@ -47,7 +50,7 @@ def _download(urls: Sequence[str], target: Path, md5: str, report: Callable[[str
         try:
             with urllib.request.urlopen(url, timeout=60) as response, atomic_open(target, "wb") as handle:
                 shutil.copyfileobj(response, handle, 1 << 20)
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, OSError, ValueError) as error:  # ValueError: not a URL at all
             failures.append(f"{url}: {error}")
             continue
         actual = file_md5(target)
@@ -63,6 +66,22 @@ def _sources(name: str, mirrors: Sequence[str]) -> list[str]:
     return [f"{mirror.rstrip('/')}/{name}" for mirror in mirrors] + KNOWN_COPIES.get(name, [])
 
 
+def _unpack(archive: Path, into: Path) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise LfwbenchError(f"{archive}: not a whole tar archive ({error or type(error).__name__})") from None
+
+
+def _local_copy(name: str, md5: str, places: Sequence[Path]) -> Path | None:
+    """The first of `places` holding `name` with the published md5 (beside the archive, inside it)."""
+    for folder in places:
+        if (folder / name).is_file() and file_md5(folder / name) == md5:
+            return folder / name
+    return None
+
+
 def fetch_lfw(
     dest: Path,
     variant: str = "lfw-deepfunneled",
@@ -75,18 +94,28 @@ def fetch_lfw(
     """Put the `variant` images and the pair and people lists under `dest`, each checked against its md5.
 
     Work happens in a temporary folder inside `dest`; files and the image folder are renamed into place only
-    once verified, so an interrupted fetch or a bad checksum leaves nothing half-written.
+    once verified, so an interrupted fetch or a bad checksum leaves nothing half-written, and what a killed fetch
+    left is removed by the next. With `archive`, lists found beside it or inside it are used before any download.
     """
     archive_name, default_md5 = ARCHIVES[variant]
     archive_md5 = archive_md5 or default_md5
     lists = LISTS if lists is None else lists
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as work:
+    lock = FolderLock(dest / ".fetch.lock")
+    if not lock.acquire():
+        raise LfwbenchError(f"{dest}: another fetch (process {lock.holder()}) is filling it; wait for it")
+    try:
+        for leftover in dest.glob(f"{WORK_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        return _fetch(dest, variant, mirrors, archive, lists, archive_name, archive_md5, report)
+    finally:
+        lock.release()
+
+
+def _fetch(dest, variant, mirrors, archive, lists, archive_name, archive_md5, report) -> Path:
+    with tempfile.TemporaryDirectory(dir=dest, prefix=WORK_PREFIX) as work:
         work = Path(work)
-        for name, md5 in lists.items():
-            if (dest / name).is_file() and file_md5(dest / name) == md5:
-                continue
-            _download(_sources(name, mirrors), work / name, md5, report)
+        unpacked = work / "unpacked"
         if not (dest / variant).is_dir():
             if archive is not None:
                 actual = file_md5(archive)
@@ -96,13 +125,22 @@ def fetch_lfw(
             else:
                 local = work / archive_name
                 _download(_sources(archive_name, mirrors), local, archive_md5, report)
-            unpacked = work / "unpacked"
-            with tarfile.open(local) as tar:
-                tar.extractall(unpacked, filter="data")
-            top = unpacked / variant
-            if not top.is_dir():
+            _unpack(local, unpacked)
+            if not (unpacked / variant).is_dir():
                 raise LfwbenchError(f"{local.name}: expected a top-level folder {variant}/ in the archive")
-            top.rename(dest / variant)
+        places = [archive.parent] if archive is not None else []
+        places += [unpacked, unpacked / variant]
+        for name, md5 in lists.items():
+            if (dest / name).is_file() and file_md5(dest / name) == md5:
+                continue
+            found = _local_copy(name, md5, places)
+            if found is not None:
+                shutil.copyfile(found, work / name)
+                report(f"{name}: md5 ok ({found.parent})")
+            else:
+                _download(_sources(name, mirrors), work / name, md5, report)
+        if (unpacked / variant).is_dir():
+            (unpacked / variant).rename(dest / variant)
         for name in lists:
             if (work / name).is_file():
                 (work / name).rename(dest / name)

@@ -1,9 +1,11 @@
-"""Atomic file writes: every output goes to a temporary name in the same folder, then is renamed."""
+"""Atomic, durable file writes: every output goes to a temporary name in the same folder, is fsynced, then renamed
+(and the folder fsynced), so a crash at any moment leaves the old file or the new one, never a mix."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -12,20 +14,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lfwbench.errors import LfwbenchError
+
+TEMPORARY_PREFIX = ".tmp-"  # what a writer killed mid-write leaves; run folders and caches sweep these
+
+
+def sync_file(path: str | Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk, so a rename after it never exposes an empty file."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary sibling of `path` (same suffix) to write; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{TEMPORARY_PREFIX}{path.stem}.", suffix=path.suffix
+    )
     os.close(descriptor)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield Path(temporary)
+        sync_file(temporary)
         os.replace(temporary, path)
+        sync_file(path.parent)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -62,3 +81,42 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def refuse_overwriting(outputs: list[Path], inputs: tuple[Path, ...] | list[Path]) -> None:
+    """Refuse, before anything is written, an output path that is one of the inputs (or the same file)."""
+    read = {Path(path).resolve() for path in inputs}
+    for output in outputs:
+        if Path(output).resolve() in read:
+            raise LfwbenchError(f"{output}: is also an input of this command; choose another --out")
+
+
+class FolderLock:
+    """An exclusive lock held for a writer's life (flock, so a killed holder releases it); the file says its pid."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.descriptor: int | None = None
+
+    def acquire(self, wait: bool = False) -> bool:
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        self.descriptor = descriptor
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None

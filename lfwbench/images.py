@@ -1,8 +1,13 @@
-"""LFW images on disk: find the variant, decode once to uint8 at model size, cache the arrays."""
+"""LFW images on disk: find the variant, check each file's header, decode once to uint8 at model size, cache.
+
+A file is trusted only as far as its header: the declared size is checked before any pixel is decoded (a 600-byte
+JPEG may declare 20,000 x 20,000 pixels), and a JPEG without its end marker is refused as truncated.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -13,9 +18,10 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+from PIL import Image
 
 from lfwbench.errors import ImageError
-from lfwbench.files import atomic_open, write_json
+from lfwbench.files import TEMPORARY_PREFIX, atomic_open, write_json
 from lfwbench.pairs import Pair
 
 # Where each LFW archive puts its person folders, most specific first; "." is a root holding them itself.
@@ -29,6 +35,8 @@ VARIANT_DIRS = (
     ".",
 )
 LFW_SIDE = 250  # every LFW variant stores 250x250 images
+MAX_SIDE = 4096  # larger declared sizes are refused before decoding; OpenCV's own limit is lowered to match
+MIN_SIDE = 32  # smaller images hold no face worth scoring
 CACHE_FORMAT = 1
 DATA_HELP = "pass --data DIR or set LFWBENCH_DATA; `lfwbench data fetch --dest DIR` downloads the data set"
 
@@ -96,11 +104,57 @@ def image_path(image_dir: Path, name: str, index: int) -> Path:
     return image_dir / name / f"{name}_{index:04d}.jpg"
 
 
-def decode_image(path: str | Path, spec: ImageSpec) -> np.ndarray | None:
-    """Decode, centre-crop and resize one image to uint8 HxWxC (RGB); None when it cannot be decoded.
+class UnusableImage(ImageError):
+    """An image file that cannot be used: unreadable, truncated, too large or too small; the message says which."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file declares before any pixel is decoded."""
+
+    format: str
+    mode: str
+    width: int
+    height: int
+
+    @property
+    def odd(self) -> str:
+        """How a usable file differs from LFW's colour JPEGs ("" when it does not): it is converted, and counted."""
+        kind = [] if self.format == "JPEG" else [f"{self.format} content"]
+        return ", ".join(kind + (["grayscale"] if self.mode in ("L", "LA", "I", "I;16") else []))
+
+
+def read_header(content: bytes) -> ImageHeader:
+    """The header of an image file's bytes, checked: a readable format, sides within MIN_SIDE..MAX_SIDE, and for a
+    JPEG its end-of-image marker (a truncated JPEG decodes silently to grey)."""
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            header = ImageHeader(image.format or "unknown", image.mode, *image.size)
+    except Image.DecompressionBombError as error:
+        raise UnusableImage(f"too large ({error})") from None
+    except (OSError, ValueError, SyntaxError) as error:  # Pillow's errors for a file it cannot parse
+        raise UnusableImage(f"not a readable image ({error})") from None
+    sides = f"{header.width}x{header.height}"
+    if max(header.width, header.height) > MAX_SIDE:
+        raise UnusableImage(f"too large ({sides} declared, at most {MAX_SIDE}x{MAX_SIDE})")
+    if min(header.width, header.height) < MIN_SIDE:
+        raise UnusableImage(f"too small ({sides}, at least {MIN_SIDE}x{MIN_SIDE})")
+    if header.format == "JPEG" and b"\xff\xd9" not in content[-64:]:
+        raise UnusableImage("truncated (the JPEG ends before its end-of-image marker)")
+    return header
+
+
+def decode_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
+    """Decode, centre-crop and resize one image to uint8 HxWxC (RGB) after checking its header; `UnusableImage`
+    says why a file cannot be used.
 
     JPEG is decoded at half scale when that still leaves enough pixels, which halves the decoding time.
     """
+    try:
+        content = Path(path).read_bytes()
+    except OSError as error:
+        raise UnusableImage(f"unreadable ({error.strerror})") from None
+    read_header(content)
     side = spec.crop or LFW_SIDE
     factor = 2 if side // 2 >= spec.size else 1
     gray = spec.channels == 1
@@ -110,9 +164,9 @@ def decode_image(path: str | Path, spec: ImageSpec) -> np.ndarray | None:
         (2, False): cv2.IMREAD_REDUCED_COLOR_2,
         (2, True): cv2.IMREAD_REDUCED_GRAYSCALE_2,
     }[factor, gray]
-    image = cv2.imread(str(path), flags)
+    image = cv2.imdecode(np.frombuffer(content, np.uint8), flags)
     if image is None:
-        return None
+        raise UnusableImage("undecodable")
     if spec.crop:
         crop = spec.crop // factor
         top, left = max(0, (image.shape[0] - crop) // 2), max(0, (image.shape[1] - crop) // 2)
@@ -137,29 +191,46 @@ def _cache_key(paths: Sequence[Path], spec: ImageSpec) -> str:
 
 
 def _read_cache(array_path: Path, expected_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached array if it is whole; any entry that fails to read or check is deleted, to be rebuilt."""
+    if not array_path.exists() and not array_path.with_suffix(".json").exists():
+        return None
     try:
         meta = json.loads(array_path.with_suffix(".json").read_text())
         images = np.load(array_path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    intact = (
-        images.dtype == np.uint8
-        and images.shape == expected_shape
-        and meta.get("blake2b") == hashlib.blake2b(images.data).hexdigest()
-    )
-    return images if intact else None
+        intact = (
+            images.dtype == np.uint8
+            and images.shape == expected_shape
+            and meta.get("blake2b") == hashlib.blake2b(images.data).hexdigest()
+        )
+    except Exception:  # noqa: BLE001  whatever a damaged entry raises (EOFError, ValueError, ...), rebuild it
+        intact = False
+    if intact:
+        return images
+    for path in (array_path, array_path.with_suffix(".json")):
+        path.unlink(missing_ok=True)
+    return None
 
 
 def _write_cache(array_path: Path, images: np.ndarray) -> None:
-    with atomic_open(array_path, "wb") as handle:
-        np.save(handle, images, allow_pickle=False)
-    write_json(array_path.with_suffix(".json"), {"blake2b": hashlib.blake2b(images.data).hexdigest()})
+    """Store the array; a cache that cannot be written costs time, not the run: a warning, and on we go."""
+    try:
+        with atomic_open(array_path, "wb") as handle:
+            np.save(handle, images, allow_pickle=False)
+        write_json(array_path.with_suffix(".json"), {"blake2b": hashlib.blake2b(images.data).hexdigest()})
+    except OSError as error:
+        click.echo(f"Warning: image cache not written ({error}); images will be decoded again next time", err=True)
+
+
+def sweep_cache(cache_dir: Path) -> None:
+    """Delete what writers killed mid-write left in the cache."""
+    for leftover in cache_dir.glob(f"{TEMPORARY_PREFIX}*") if cache_dir.is_dir() else []:
+        leftover.unlink(missing_ok=True)
 
 
 def load_images(
     paths: Sequence[Path], spec: ImageSpec, cache_dir: Path | None = None, progress: bool = False
-) -> tuple[np.ndarray, list[int]]:
-    """Decode `paths` in parallel into one uint8 array (N, size, size, channels); also the indices that failed.
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Decode `paths` in parallel into one uint8 array (N, size, size, channels); also why each failed index failed.
 
     With `cache_dir`, the array is stored under a key of the paths, their sizes and mtimes and `spec`, so a
     second call loads it in well under a second; a stale or corrupt cache entry is rebuilt, never trusted.
@@ -167,18 +238,18 @@ def load_images(
     shape = (len(paths), *spec.shape)
     array_path = cache_dir / f"images-{_cache_key(paths, spec)}.npy" if cache_dir else None
     if array_path is not None:
+        sweep_cache(cache_dir)
         cached = _read_cache(array_path, shape)
         if cached is not None:
-            return cached, []
+            return cached, {}
     images = np.zeros(shape, dtype=np.uint8)
-    failed: list[int] = []
+    failed: dict[int, str] = {}
 
     def decode_into(index: int) -> None:
-        image = decode_image(paths[index], spec)
-        if image is None:
-            failed.append(index)
-        else:
-            images[index] = image
+        try:
+            images[index] = decode_image(paths[index], spec)
+        except UnusableImage as problem:
+            failed[index] = str(problem)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         jobs = pool.map(decode_into, range(len(paths)))
@@ -193,7 +264,7 @@ def load_images(
                 pass
     if array_path is not None and not failed:
         _write_cache(array_path, images)
-    return images, sorted(failed)
+    return images, dict(sorted(failed.items()))
 
 
 def load_pair_images(
@@ -225,7 +296,7 @@ def load_pair_images(
     present = [path for path in paths if path.is_file()]
     images, failed = load_images(present, spec, cache_dir, progress)
     problems = dict.fromkeys(set(paths) - set(present), "missing")
-    problems.update({present[i]: "undecodable" for i in failed})
+    problems.update({present[i]: reason for i, reason in failed.items()})
     bad = [i for i, ends in enumerate(pair_paths) if any(path in problems for path in ends)]
     if bad and not skip_missing:
         details = [
@@ -236,11 +307,13 @@ def load_pair_images(
         ]
         shown = "; ".join(details[:20]) + (f"; and {len(details) - 20} more" if len(details) > 20 else "")
         raise ImageError(
-            f"{len(problems)} image(s) missing or undecodable (--skip-missing leaves out their pairs): {shown}"
+            f"{len(problems)} image(s) missing or unusable (--skip-missing leaves out their pairs): {shown}"
         )
     skipped = [(pairs[i], "; ".join(f"{problems[p]} {p}" for p in pair_paths[i] if p in problems)) for i in bad]
     bad_set = set(bad)
     kept = [i for i in range(len(pairs)) if i not in bad_set]
+    if pairs and not kept:
+        raise ImageError(f"{source}: none of its {len(pairs)} pairs has both images usable; nothing to score")
     used = sorted({path for i in kept for path in pair_paths[i]}, key=index.__getitem__)
     row = {path: i for i, path in enumerate(present)}
     if len(used) != len(present):

@@ -66,17 +66,31 @@ def _check_name(path: Path, line: int, name: str) -> str:
     return name
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes '²', which `int` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _check_index(path: Path, line: int, text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not _is_number(text) or int(text) < 1:
         raise PairListError(path, line, f"expected a positive image number, got {text!r}")
     return int(text)
 
 
 def _read_lines(path: Path) -> list[str]:
+    """The file's lines as UTF-8 (a leading byte order mark is allowed); errors name the line they are on."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise PairListError(path, 1, f"cannot read the file ({error})") from None
+        content = path.read_bytes()
+    except OSError as error:
+        raise PairListError(path, 1, f"cannot read the file ({error.strerror})") from None
+    try:
+        lines = content.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        line = content[: error.start].count(b"\n") + 1
+        raise PairListError(path, line, f"not UTF-8 (byte 0x{content[error.start]:02x}); save it as UTF-8") from None
+    for number, text in enumerate(lines, start=1):
+        if "\ufeff" in text:
+            raise PairListError(path, number, "a byte order mark (U+FEFF) inside the file; save it as plain UTF-8")
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -86,7 +100,7 @@ def _read_lines(path: Path) -> list[str]:
 
 def _header(path: Path, text: str) -> tuple[int, int]:
     fields = text.split()
-    if len(fields) in (1, 2) and all(field.isdigit() and int(field) > 0 for field in fields):
+    if len(fields) in (1, 2) and all(_is_number(field) and int(field) > 0 for field in fields):
         numbers = [int(field) for field in fields]
         return (1, numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
     raise PairListError(path, 1, f"expected a header 'N' (View 1) or 'folds N' (View 2), got {text.strip()!r}")
@@ -150,7 +164,7 @@ def load_people(path: str | Path) -> list[list[tuple[str, int]]]:
     folds, cursor, result = (first if nested else 1), 1, []
     for _ in range(folds):
         if nested:
-            if cursor >= len(lines) or not lines[cursor].strip().isdigit():
+            if cursor >= len(lines) or not _is_number(lines[cursor].strip()):
                 raise PairListError(path, cursor + 1, "expected the number of people in the next fold")
             count, cursor = int(lines[cursor]), cursor + 1
         else:

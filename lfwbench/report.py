@@ -21,7 +21,9 @@ from markupsafe import Markup
 from plotly.subplots import make_subplots
 
 from lfwbench import __version__
+from lfwbench.errors import ImageError
 from lfwbench.files import atomic_open
+from lfwbench.images import ImageSpec, decode_image
 from lfwbench.metrics import mcnemar_exact
 from lfwbench.results import PairRecord, Results
 
@@ -61,12 +63,17 @@ def figure_html(figure: go.Figure, div_id: str) -> Markup:
     return Markup(html)
 
 
-def thumbnail(path: str, side: int = THUMBNAIL_SIDE) -> str:
-    """A small JPEG of the face as a data URI; an empty string when the file is gone."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+def thumbnail(path: str, root: Path | None, side: int = THUMBNAIL_SIDE) -> str:
+    """A small JPEG of the face as a data URI; an empty string when the file is gone, unusable, or outside the data
+    root (a results.json names its image paths, and a report must not embed just any file it names)."""
+    try:
+        inside = root is not None and Path(path).resolve().is_relative_to(root.resolve())
+        image = decode_image(path, ImageSpec(side, 3)) if inside else None
+    except ImageError:
+        image = None
     if image is None:
         return ""
-    image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 72])
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode() if ok else ""
 
@@ -92,12 +99,16 @@ def gallery_sections(results: Results, count: int) -> list[tuple[str, str, list[
     ]
 
 
-def _cards(pairs: list[PairRecord], cache: dict[str, str]) -> list[Card]:
+def data_root(result: Results) -> Path | None:
+    return Path(result.data["root"]) if result.data.get("root") else None
+
+
+def _cards(pairs: list[PairRecord], root: Path | None, cache: dict[str, str]) -> list[Card]:
     """Cards for the pairs, each face encoded once however many cards show it."""
     for pair in pairs:
         for path in (pair.image1, pair.image2):
             if path not in cache:
-                cache[path] = thumbnail(path)
+                cache[path] = thumbnail(path, root)
     return [Card(pair, cache[pair.image1], cache[pair.image2]) for pair in pairs]
 
 
@@ -222,7 +233,7 @@ def disagreement_cards(results: list[Results], count: int, thumbnails: dict[str,
     ]
     chosen = chosen[:count]
     notes = {k: ", ".join(f"{r.name}: {r.pairs[k].probability:.3f}" for r in results) for k in chosen}
-    cards = _cards([results[0].pairs[k] for k in chosen], thumbnails)
+    cards = _cards([results[0].pairs[k] for k in chosen], data_root(results[0]), thumbnails)
     for k, card in zip(chosen, cards, strict=True):
         card.note = notes[k]
     return cards
@@ -246,7 +257,8 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
                 "thresholds": figure_html(threshold_figure(result), f"fig-thresholds-{index + 1}"),
                 "confusion": figure_html(confusion_figure(result), f"fig-confusion-{index + 1}"),
                 "gallery": [
-                    (key, title, _cards(pairs, thumbnails)) for key, title, pairs in gallery_sections(result, gallery)
+                    (key, title, _cards(pairs, data_root(result), thumbnails))
+                    for key, title, pairs in gallery_sections(result, gallery)
                 ],
                 "training_seconds": sum(row.get("seconds", 0) for row in result.training.get("history", [])),
             }

@@ -1,8 +1,8 @@
 """Train a Siamese checkpoint: by-person validation split, uint8 images through tf.data, resumable runs, grid search.
 
-A run folder holds `config.json`, `history.csv`/`history.json`, `best.keras` and `best.h5` (no optimizer state)
-and `last.keras` (with it, for `--resume`), all rewritten after every epoch; at the end, `best.int8.tflite` and
-`best.int8.json` let `lfwbench evaluate` score on a CPU without TensorFlow.
+Each epoch commits `best.keras` and `best.h5` (no optimizer state), `last.keras` (with it, for `--resume`) and
+the history to the run folder at once (`lfwbench.runs`); at the end, the int8 bundle lets `lfwbench evaluate` score
+on a CPU without TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,105 +12,25 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from lfwbench import __version__
+from lfwbench import __version__, runs
 from lfwbench.checkpoints import load_model, save_model
+from lfwbench.config import TrainConfig
 from lfwbench.engine import write_bundle
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import file_digest, write_csv, write_json
-from lfwbench.images import ImageSpec, default_cache_dir, find_variant, image_path, load_images, load_pair_images
+from lfwbench.images import default_cache_dir, find_variant, image_path, load_images, load_pair_images
 from lfwbench.inference import export_bundle
 from lfwbench.model import build_siamese
 from lfwbench.pairs import DIFFERENT, SAME, file_md5, load_pairs, load_people, people_of, split_by_person
 from lfwbench.person_batches import PairValidation, all_pairs_model, person_batches, with_pair_targets
 from lfwbench.presets import get_preset
-
-REGIMES = ("restricted", "unrestricted")
-SCHEDULES = ("constant", "cosine")
-KEEPS = ("best", "last")
-STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-@dataclass
-class TrainConfig:
-    """Every choice a run depends on; `None` fields take the preset's defaults (see `resolved`)."""
-
-    preset: str = "quick"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    dropout: float = 0.3
-    patience: int | None = None
-    min_delta: float = 0.01
-    val_fraction: float = 0.2
-    seed: int = 0
-    split_seed: int | None = None
-    channels: int | None = None
-    size: int | None = None
-    crop: int | None = None
-    regime: str | None = None
-    pairs_per_epoch: int | None = None
-    augment: bool | None = None
-    identity_epochs: int | None = None
-    people_per_batch: int | None = None
-    images_per_person: int | None = None
-    schedule: str | None = None
-    keep: str | None = None
-    reduce_lr: bool = False
-    mixed_precision: bool = False
-    strategy: str = "default"
-    deterministic: bool = True
-    train_list: str = "pairsDevTrain.txt"
-    eval_list: str = "pairsDevTest.txt"
-    people_list: str = "peopleDevTrain.txt"
-
-    def resolved(self) -> TrainConfig:
-        preset = get_preset(self.preset)
-        defaults = {
-            "size": preset.size,
-            "channels": preset.channels,
-            "crop": preset.crop,
-            "patience": 6,
-            "pairs_per_epoch": 0,
-            "identity_epochs": 0,
-            "people_per_batch": 0,
-            "images_per_person": 4,
-            "schedule": "constant",
-            "keep": "best",
-            "split_seed": self.seed,
-            **preset.defaults,
-        }
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update({name: defaults.get(name) for name, value in values.items() if value is None})
-        config = TrainConfig(**values)
-        choices = {"regime": REGIMES, "schedule": SCHEDULES, "keep": KEEPS, "strategy": STRATEGIES}
-        for name, allowed in choices.items():
-            if getattr(config, name) not in allowed:
-                raise LfwbenchError(f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}")
-        if (config.identity_epochs or config.people_per_batch) and config.regime != "unrestricted":
-            raise LfwbenchError(
-                "identity epochs and person batches need the unrestricted regime (all images of the training people)"
-            )
-        if config.people_per_batch and config.strategy != "default":
-            raise LfwbenchError("person batches train on one device; use pair batches with a tf.distribute strategy")
-        if config.schedule == "cosine" and config.reduce_lr:
-            raise LfwbenchError("choose one learning-rate schedule: cosine decay or reduce-lr on plateau")
-        return config
-
-    @property
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(self.size, self.channels, self.crop)
-
-    @property
-    def person_batch(self) -> int:
-        """Images per person batch (P x K); 0 when the run trains on drawn or listed pairs."""
-        return self.people_per_batch * self.images_per_person
 
 
 @dataclass
@@ -208,7 +128,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         if not any(count for _, count in pool_people):  # no counts known: take what the folders hold
             paths = sorted(p for name, _ in pool_people for p in (image_dir / name).glob(f"{name}_*.jpg"))
         pool, failed = load_images(paths, config.image_spec, cache, progress)
-        good = np.setdiff1d(np.arange(len(paths)), failed)
+        good = np.setdiff1d(np.arange(len(paths)), list(failed))
         owners = np.array([path.parent.name for path in paths])[good]
         offset = len(images)
         images = np.concatenate([images, pool[good]])
@@ -356,21 +276,16 @@ def early_stop_wait(val_losses: Sequence[float], min_delta: float) -> int:
     return wait
 
 
-def kept_epoch(history: list[dict], keep: str) -> dict:
-    """The history row whose weights best.* hold: the last, or the first with the lowest val_loss."""
-    return history[-1] if keep == "last" else min(history, key=lambda row: row["val_loss"])
-
-
 class RunRecorder(keras.callbacks.Callback):
-    """After every epoch: history files, `last.keras`, `best.*` (the lowest val_loss so far, or with `keep="last"`
-    every epoch) and early stopping.
+    """After every epoch, one commit of the history, `last.keras` and `best.*` (the lowest val_loss so far, or with
+    `keep="last"` every epoch); then early stopping.
 
     Early stopping is computed from the stored history, so it carries over a `--resume`.
     """
 
-    def __init__(self, out_dir: Path, history: list[dict], config: TrainConfig, siamese: keras.Model):
+    def __init__(self, folder: runs.RunFolder, history: list[dict], config: TrainConfig, siamese: keras.Model):
         super().__init__()
-        self.out_dir, self.history, self.config = out_dir, history, config
+        self.folder, self.history, self.config = folder, history, config
         self.siamese = siamese  # what the checkpoints hold, whichever model `fit` trains
         self.stopped_early = False
 
@@ -382,18 +297,14 @@ class RunRecorder(keras.callbacks.Callback):
         row["seconds"] = time.perf_counter() - self.started
         row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history.append(row)
-        if kept_epoch(self.history, self.config.keep) is row:
-            save_model(self.siamese, self.out_dir / "best.keras")
-            save_model(self.siamese, self.out_dir / "best.h5")
-        save_model(self.siamese, self.out_dir / "last.keras", include_optimizer=True)
-        write_history(self.out_dir, self.history)
+        spec = self.config.image_spec
+        checkpoints = {runs.LAST_KERAS: lambda path: save_model(self.siamese, path, spec, include_optimizer=True)}
+        if runs.kept_epoch(self.history, self.config.keep) is row:
+            for name in (runs.BEST_KERAS, runs.BEST_H5):
+                checkpoints[name] = lambda path: save_model(self.siamese, path, spec)
+        self.folder.commit_history(row["epoch"], self.history, checkpoints)
         if early_stop_wait([r["val_loss"] for r in self.history], self.config.min_delta) >= self.config.patience:
             self.stopped_early = self.model.stop_training = True
-
-
-def write_history(out_dir: Path, history: list[dict]) -> None:
-    write_json(out_dir / "history.json", history)
-    write_csv(out_dir / "history.csv", history)
 
 
 def run_config(config: TrainConfig, root: Path, facts: dict) -> dict:
@@ -412,26 +323,37 @@ def run_config(config: TrainConfig, root: Path, facts: dict) -> dict:
 
 
 def train(
-    config: TrainConfig, root: Path, out_dir: Path, *, resume: bool = False, verbose: int | str = "auto"
+    config: TrainConfig, root: Path, out_dir: Path, *, mode: str = "new", verbose: int | str = "auto"
 ) -> TrainSummary:
-    """Train (or, with `resume`, continue) a run in `out_dir` and return its summary."""
-    out_dir = Path(out_dir)
+    """Train a run in `out_dir` and return its summary; `mode` (see `runs.writing`): `new` needs an empty folder,
+    `resume` continues the run there from its last committed epoch (its stored options; `epochs` may grow),
+    `overwrite` replaces it."""
+    with runs.writing(out_dir, mode) as folder:
+        return _train(config, root, folder, resume=mode == "resume", verbose=verbose)
+
+
+def stored_config(folder: runs.RunFolder) -> TrainConfig:
+    """The options a run folder was trained with, as a TrainConfig."""
+    stored = folder.read_config().get("config", {})
+    try:
+        return TrainConfig(**stored)
+    except TypeError as error:
+        raise LfwbenchError(f"{folder / runs.CONFIG}: not a training config ({error})") from None
+
+
+def _train(config: TrainConfig, root: Path, folder: runs.RunFolder, resume: bool, verbose: int | str) -> TrainSummary:
+    out_dir = folder.path
+    history = folder.history() if resume else []
     if resume:
-        stored = (
-            json.loads((out_dir / "config.json").read_text())["config"] if (out_dir / "config.json").is_file() else {}
-        )
-        if not (out_dir / "last.keras").is_file():
-            raise LfwbenchError(f"{out_dir}: nothing to resume (no last.keras); train without --resume")
-        config = replace(TrainConfig(**stored), epochs=config.epochs or stored["epochs"])
+        stored = stored_config(folder)
+        config = replace(stored, epochs=config.epochs or stored.epochs)
     config = config.resolved()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = prepare_data(config, root, progress=verbose != 0)
     if not resume:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", run_config(config, root, data.facts))
-    history = json.loads((out_dir / "history.json").read_text()) if resume else []
+        write_json(folder / runs.CONFIG, run_config(config, root, data.facts))
     steps = steps_per_epoch(config, data)
     val_set = make_dataset(data.images, data.val, config.batch_size)
     policy = keras.mixed_precision.global_policy()
@@ -439,8 +361,8 @@ def train(
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with make_strategy(config.strategy).scope():
-            if resume:
-                model = load_model(out_dir / "last.keras", compile=True)
+            if history:
+                model = load_model(folder / runs.LAST_KERAS, compile=True)
             else:
                 model = build_siamese(
                     config.preset,
@@ -451,12 +373,12 @@ def train(
                 )
                 if config.identity_epochs:
                     identity = pretrain_identities(model.get_layer("twin"), data, config, verbose)
-                    write_json(out_dir / "identity_history.json", identity)
+                    write_json(folder / runs.IDENTITY_HISTORY, identity)
             fitted = model
             if config.person_batch:
                 fitted = all_pairs_model(model, config.person_batch)
                 fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
-        recorder = RunRecorder(out_dir, history, config, model)
+        recorder = RunRecorder(folder, history, config, model)
         callbacks: list[keras.callbacks.Callback] = [PairValidation(model, val_set)] if fitted is not model else []
         callbacks.append(recorder)
         if config.reduce_lr:
@@ -480,7 +402,7 @@ def train(
     finally:
         keras.mixed_precision.set_global_policy(policy)
     write_inference_bundle(out_dir, config.preset)
-    best = kept_epoch(history, config.keep)
+    best = runs.kept_epoch(history, config.keep)
     return TrainSummary(
         out_dir,
         len(history),
@@ -496,9 +418,9 @@ def train(
 
 def write_inference_bundle(out_dir: Path, preset: str) -> None:
     """best.int8.tflite and best.int8.json: the best checkpoint ready for TensorFlow-free CPU evaluation."""
-    checkpoints = [out_dir / "best.keras", out_dir / "best.h5"]
+    checkpoints = [out_dir / runs.BEST_KERAS, out_dir / runs.BEST_H5]
     bundle = export_bundle(load_model(checkpoints[0]), [file_digest(path) for path in checkpoints], preset)
-    write_bundle(out_dir / "best", bundle)
+    write_bundle(checkpoints[0].with_suffix(""), bundle)
 
 
 def grid(**options: Sequence) -> list[dict]:
@@ -526,14 +448,14 @@ def search(
     rows = []
     for changes in combinations:
         folder = out_dir / run_name(changes)
-        done = folder / "summary.json"
+        done = folder / runs.SUMMARY
         if done.is_file():
             report(f"{folder.name}: finished earlier, read from disk")
             summary = json.loads(done.read_text())
         else:
             report(f"{folder.name}: training")
-            resume = (folder / "last.keras").is_file()
-            result = train(replace(base, **changes), root, folder, resume=resume, verbose=verbose)
+            mode = "resume" if runs.RunFolder(folder).is_run() else "new"
+            result = train(replace(base, **changes), root, folder, mode=mode, verbose=verbose)
             summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
             write_json(done, summary)
         rows.append({"run": folder.name, **changes, **summary})

@@ -65,11 +65,11 @@ def test_best_checkpoint_is_the_lowest_val_loss_or_with_keep_last_the_last_epoch
 def test_resume_continues_from_last_epoch(lfw_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(TrainConfig(preset="tiny", epochs=1, batch_size=4, val_fraction=0.3), lfw_tree, out, verbose=0)
-    resumed = train(TrainConfig(epochs=3), lfw_tree, out, resume=True, verbose=0)
+    resumed = train(TrainConfig(epochs=3), lfw_tree, out, mode="resume", verbose=0)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 3
     with pytest.raises(LfwbenchError, match="nothing to resume"):
-        train(TrainConfig(epochs=3), lfw_tree, tmp_path / "empty", resume=True, verbose=0)
+        train(TrainConfig(epochs=3), lfw_tree, tmp_path / "empty", mode="resume", verbose=0)
 
 
 def test_refuses_people_of_the_evaluation_list(fresh_tree: Path, tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_person_batches_train_the_siamese_checkpoint_and_resume(lfw_tree: Path, 
     assert all({"loss", "accuracy", "val_loss", "val_accuracy"} <= set(row) for row in summary.history)
     model = load_model(tmp_path / "run" / "best.keras")
     assert model.predict([np.zeros((1, 32, 32, 3))] * 2, verbose=0).shape == (1, 1)
-    resumed = train(TrainConfig(epochs=3), lfw_tree, tmp_path / "run", resume=True, verbose=0)
+    resumed = train(TrainConfig(epochs=3), lfw_tree, tmp_path / "run", mode="resume", verbose=0)
     rates = [row["learning_rate"] for row in resumed.history]
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert rates[0] > 0 and rates[2] == 0.0  # the optimizer's step count carried over: the decay stays finished

@@ -1,0 +1,93 @@
+"""TrainConfig: every choice a run depends on, its defaults and the lists of allowed values, written once here.
+
+No TensorFlow: the CLI builds its options' choices from these lists, and run folders read a stored config back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from lfwbench.errors import LfwbenchError
+from lfwbench.images import ImageSpec
+from lfwbench.presets import get_preset
+
+REGIMES = ("restricted", "unrestricted")
+SCHEDULES = ("constant", "cosine")
+KEEPS = ("best", "last")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclass
+class TrainConfig:
+    """Every choice a run depends on; `None` fields take the preset's defaults (see `resolved`)."""
+
+    preset: str = "quick"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    dropout: float = 0.3
+    patience: int | None = None
+    min_delta: float = 0.01
+    val_fraction: float = 0.2
+    seed: int = 0
+    split_seed: int | None = None
+    channels: int | None = None
+    size: int | None = None
+    crop: int | None = None
+    regime: str | None = None
+    pairs_per_epoch: int | None = None
+    augment: bool | None = None
+    identity_epochs: int | None = None
+    people_per_batch: int | None = None
+    images_per_person: int | None = None
+    schedule: str | None = None
+    keep: str | None = None
+    reduce_lr: bool = False
+    mixed_precision: bool = False
+    strategy: str = "default"
+    deterministic: bool = True
+    train_list: str = "pairsDevTrain.txt"
+    eval_list: str = "pairsDevTest.txt"
+    people_list: str = "peopleDevTrain.txt"
+
+    def resolved(self) -> TrainConfig:
+        preset = get_preset(self.preset)
+        defaults = {
+            "size": preset.size,
+            "channels": preset.channels,
+            "crop": preset.crop,
+            "patience": 6,
+            "pairs_per_epoch": 0,
+            "identity_epochs": 0,
+            "people_per_batch": 0,
+            "images_per_person": 4,
+            "schedule": "constant",
+            "keep": "best",
+            "split_seed": self.seed,
+            **preset.defaults,
+        }
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update({name: defaults.get(name) for name, value in values.items() if value is None})
+        config = TrainConfig(**values)
+        choices = {"regime": REGIMES, "schedule": SCHEDULES, "keep": KEEPS, "strategy": STRATEGIES}
+        for name, allowed in choices.items():
+            if getattr(config, name) not in allowed:
+                raise LfwbenchError(f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}")
+        if (config.identity_epochs or config.people_per_batch) and config.regime != "unrestricted":
+            raise LfwbenchError(
+                "identity epochs and person batches need the unrestricted regime (all images of the training people)"
+            )
+        if config.people_per_batch and config.strategy != "default":
+            raise LfwbenchError("person batches train on one device; use pair batches with a tf.distribute strategy")
+        if config.schedule == "cosine" and config.reduce_lr:
+            raise LfwbenchError("choose one learning-rate schedule: cosine decay or reduce-lr on plateau")
+        return config
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.size, self.channels, self.crop)
+
+    @property
+    def person_batch(self) -> int:
+        """Images per person batch (P x K); 0 when the run trains on drawn or listed pairs."""
+        return self.people_per_batch * self.images_per_person

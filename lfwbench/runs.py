@@ -1,0 +1,261 @@
+"""The run folder: its file names, config, history and commit record, and the lock of its one writer.
+
+No other module names these files. An epoch becomes visible in one step: its files are first written under
+staged names, then `manifest.json` (written atomically, fsynced) commits them, then they are renamed into place.
+Whoever opens the folder next finishes the renames of a committed epoch (roll forward) and deletes staged files
+that no manifest names (roll back), so a crash at any moment leaves the last committed epoch, whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lfwbench.errors import RunFolderError
+from lfwbench.files import TEMPORARY_PREFIX, FolderLock, file_digest, sync_file, write_csv, write_json
+from lfwbench.images import ImageSpec
+from lfwbench.pairs import Pair, load_pairs, load_people, split_by_person
+
+CONFIG = "config.json"
+MANIFEST = "manifest.json"
+HISTORY_JSON, HISTORY_CSV = "history.json", "history.csv"
+BEST_KERAS, BEST_H5, LAST_KERAS = "best.keras", "best.h5", "last.keras"
+IDENTITY_HISTORY = "identity_history.json"
+SUMMARY = "summary.json"
+LOCK = ".lock"
+STAGED_PREFIX = ".staged-"
+MANIFEST_FORMAT = 1
+
+
+def default_run_folder(preset: str, seed: int, runs: Path = Path("runs")) -> Path:
+    """`runs/PRESET-seedSEED`, where `train` and `run` put a run when no --out is given."""
+    return runs / f"{preset}-seed{seed}"
+
+
+def kept_epoch(history: list[dict], keep: str) -> dict:
+    """The history row whose weights best.* hold: the last, or the first with the lowest val_loss."""
+    return history[-1] if keep == "last" else min(history, key=lambda row: row["val_loss"])
+
+
+@dataclass
+class Manifest:
+    """The last committed epoch: the history up to it and the sha256 of every file it made visible."""
+
+    epoch: int
+    history: list[dict]
+    files: dict[str, str]
+    staged: dict[str, str] = field(default_factory=dict)  # final name -> staged name, until renamed into place
+    format: int = MANIFEST_FORMAT
+
+
+class RunFolder:
+    """One run's folder on disk; writers hold its lock (see `writing`), readers need none."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def read_config(self) -> dict:
+        """config.json as `train` or `ensemble` wrote it."""
+        path = self / CONFIG
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunFolderError(f"{self.path}: no {CONFIG}; not an lfwbench run folder") from None
+        except (OSError, ValueError) as error:
+            raise RunFolderError(f"{path}: unreadable ({error})") from None
+
+    def manifest(self) -> Manifest | None:
+        """The committed state, or None when no epoch was committed (or the folder predates manifests)."""
+        path = self / MANIFEST
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"format {stored.get('format')!r}")
+            return Manifest(**stored)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as error:
+            raise RunFolderError(f"{path}: unreadable ({error}); the run cannot be trusted") from None
+
+    def history(self) -> list[dict]:
+        """Epochs committed so far (history.json of a folder written before manifests)."""
+        manifest = self.manifest()
+        if manifest is not None:
+            return manifest.history
+        legacy = self / HISTORY_JSON
+        return json.loads(legacy.read_text(encoding="utf-8")) if legacy.is_file() else []
+
+    def entries(self) -> list[str]:
+        return sorted(name for name in os.listdir(self.path) if name != LOCK) if self.path.is_dir() else []
+
+    def recover(self) -> None:
+        """Roll a committed epoch forward into place and delete what an interrupted write left behind."""
+        manifest = self.manifest()
+        for final, staged in (manifest.staged if manifest else {}).items():
+            if (self / staged).exists():
+                os.replace(self / staged, self / final)
+        for name in self.entries():
+            if name.startswith((STAGED_PREFIX, TEMPORARY_PREFIX)):
+                (self / name).unlink()
+        if self.path.is_dir():
+            sync_file(self.path)
+
+    def commit(self, epoch: int, history: list[dict], writers: dict[str, Callable[[Path], None]]) -> Manifest:
+        """Make `epoch` visible at once: stage every file, commit the manifest, rename the files into place.
+
+        `writers` maps a file name to a function writing that file at the path given; files not named keep
+        what the previous commit holds.
+        """
+        previous = self.manifest()
+        staged = {name: f"{STAGED_PREFIX}{epoch}-{name}" for name in writers}
+        for name, write in writers.items():
+            write(self / staged[name])
+        digests = {name: file_digest(self / staged[name]) for name in writers}
+        manifest = Manifest(epoch, history, {**(previous.files if previous else {}), **digests}, staged)
+        write_json(self / MANIFEST, asdict(manifest))  # the commit point
+        self.recover()
+        return manifest
+
+    def commit_history(self, epoch: int, history: list[dict], checkpoints: dict[str, Callable[[Path], None]]) -> None:
+        """Commit an epoch's checkpoints together with history.json and history.csv."""
+        files = {
+            **checkpoints,
+            HISTORY_JSON: lambda path: write_json(path, history),
+            HISTORY_CSV: lambda path: write_csv(path, history),
+        }
+        self.commit(epoch, history, files)
+
+    def clear(self) -> None:
+        """Remove a previous run: the manifest first, so that nothing is read as committed meanwhile."""
+        (self / MANIFEST).unlink(missing_ok=True)
+        sync_file(self.path)
+        for name in self.entries():
+            if (self / name).is_file() or (self / name).is_symlink():
+                (self / name).unlink()
+
+    def is_run(self) -> bool:
+        return (self / CONFIG).is_file() or (self / MANIFEST).is_file()
+
+
+WRITE_MODES = ("new", "resume", "overwrite")
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, mode: str = "new") -> Iterator[RunFolder]:
+    """Hold the run folder for writing: `new` needs it absent or empty, `resume` needs a run there, `overwrite`
+    replaces a run (never a folder that holds something else). A second writer is refused with the holder's pid."""
+    folder = RunFolder(path)
+    try:
+        folder.path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunFolderError(f"{folder.path}: exists and is not a folder; choose another --out") from None
+    lock = FolderLock(folder / LOCK)
+    if not lock.acquire():
+        raise RunFolderError(
+            f"{folder.path}: in use by process {lock.holder()} (lock file {lock.path}); wait for it or choose another "
+            "--out"
+        )
+    try:
+        if mode == "new" and folder.entries():
+            raise RunFolderError(
+                f"{folder.path}: not empty (holds {', '.join(folder.entries()[:3])}); pass --resume to continue the "
+                "run there, --overwrite to replace it, or choose another --out"
+            )
+        if mode == "overwrite" and folder.entries() and not folder.is_run():
+            raise RunFolderError(f"{folder.path}: holds files but no lfwbench run; refusing to overwrite it")
+        if mode == "overwrite":
+            folder.clear()
+        if mode == "resume":
+            if not (folder / CONFIG).is_file():
+                raise RunFolderError(f"{folder.path}: nothing to resume (no {CONFIG}); train without --resume")
+            folder.recover()
+        yield folder
+    finally:
+        lock.release()
+
+
+def recover_if_idle(folder: RunFolder) -> None:
+    """Finish an interrupted commit before reading, unless a writer is at work (it will finish it itself)."""
+    lock = FolderLock(folder / LOCK)
+    with contextlib.suppress(OSError):  # a read-only folder is read as it is
+        if lock.acquire():
+            try:
+                folder.recover()
+            finally:
+                lock.release()
+
+
+@dataclass
+class Run:
+    """A training (or ensemble) run as stored beside a checkpoint: its config.json and its committed history."""
+
+    folder: Path
+    record: dict
+    history: list[dict]
+    files: dict[str, str]
+
+    @property
+    def options(self) -> dict:
+        """The TrainConfig fields the run was made with (its `config` block)."""
+        return self.record.get("config", {})
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.options["size"], self.options["channels"], self.options.get("crop") or 0)
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the validation split (runs before `split_seed` existed split with their `seed`)."""
+        return self.options.get("split_seed", self.options.get("seed", 0))
+
+    def training_people(self, root: Path) -> set[str]:
+        """The identities the run trained and validated on: its listed pairs, and its people list if unrestricted."""
+        people: set[str] = set()
+        if (root / self.options.get("train_list", "")).is_file():
+            people |= load_pairs(root / self.options["train_list"]).people
+        if self.options.get("regime") == "unrestricted" and (root / self.options.get("people_list", "")).is_file():
+            people |= {name for fold in load_people(root / self.options["people_list"]) for name, _ in fold}
+        return people
+
+    def validation_pairs(self, root: Path) -> tuple[list[Pair], str] | None:
+        """The held-out validation pairs of training people, as training split them, and a line naming them."""
+        train_list = self.options.get("train_list", "")
+        if not (root / train_list).is_file():
+            return None
+        fraction, seed = self.options["val_fraction"], self.split_seed
+        _, pairs = split_by_person(load_pairs(root / train_list).pairs, fraction, seed)
+        return pairs, f"{train_list} (validation people, fraction {fraction}, seed {seed})"
+
+    def as_training(self) -> dict:
+        """What results.json keeps of the run: its config and its history."""
+        return {"config": self.record, "history": self.history}
+
+
+def read_run(checkpoint: Path, sha256: str) -> tuple[Run | None, list[str]]:
+    """The run that made `checkpoint` (with this sha256), and warnings; None when the folder holds no run or its
+    record does not describe this checkpoint (copied or replaced files): then nothing of it may be used."""
+    folder = RunFolder(checkpoint.parent)
+    if not (folder / CONFIG).is_file():
+        return None, []
+    recover_if_idle(folder)
+    try:
+        record, manifest = folder.read_config(), folder.manifest()
+        history = folder.history()
+    except (RunFolderError, ValueError) as error:
+        return None, [f"{error}; scored as a bare checkpoint"]
+    if manifest is None:
+        note = f"{folder.path} has no {MANIFEST} (written before runs were checked): its {CONFIG} is used unverified"
+        return Run(folder.path, record, history, {}), [note]
+    if sha256 not in manifest.files.values():
+        return None, [
+            f"{checkpoint.name} (sha256 {sha256[:12]}) is not a checkpoint the run in {folder.path} committed: its "
+            f"{CONFIG} is ignored and the checkpoint scored on its own"
+        ]
+    return Run(folder.path, record, history, manifest.files), []
