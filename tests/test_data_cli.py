@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import re
-
 import http.server
 import json
+import re
 import subprocess
 import sys
 import tarfile
