@@ -116,20 +116,13 @@ def _fetch(dest, variant, mirrors, archive, lists, archive_name, archive_md5, re
     with tempfile.TemporaryDirectory(dir=dest, prefix=WORK_PREFIX) as work:
         work = Path(work)
         unpacked = work / "unpacked"
-        if not (dest / variant).is_dir():
-            if archive is not None:
-                actual = file_md5(archive)
-                if actual != archive_md5:
-                    raise LfwbenchError(f"{archive}: md5 {actual}, expected {archive_md5} for {archive_name}")
-                local = archive
-            else:
-                local = work / archive_name
-                _download(_sources(archive_name, mirrors), local, archive_md5, report)
-            _unpack(local, unpacked)
-            if not (unpacked / variant).is_dir():
-                raise LfwbenchError(f"{local.name}: expected a top-level folder {variant}/ in the archive")
-        places = [archive.parent] if archive is not None else []
-        places += [unpacked, unpacked / variant]
+        wanted = not (dest / variant).is_dir()
+        if wanted and archive is not None:
+            actual = file_md5(archive)
+            if actual != archive_md5:
+                raise LfwbenchError(f"{archive}: md5 {actual}, expected {archive_md5} for {archive_name}")
+            _unpack(archive, unpacked)
+        places = ([archive.parent] if archive is not None else []) + [unpacked, unpacked / variant]
         for name, md5 in lists.items():
             if (dest / name).is_file() and file_md5(dest / name) == md5:
                 continue
@@ -139,7 +132,12 @@ def _fetch(dest, variant, mirrors, archive, lists, archive_name, archive_md5, re
                 report(f"{name}: md5 ok ({found.parent})")
             else:
                 _download(_sources(name, mirrors), work / name, md5, report)
-        if (unpacked / variant).is_dir():
+        if wanted and archive is None:
+            _download(_sources(archive_name, mirrors), work / archive_name, archive_md5, report)
+            _unpack(work / archive_name, unpacked)
+        if wanted:
+            if not (unpacked / variant).is_dir():
+                raise LfwbenchError(f"{archive_name}: expected a top-level folder {variant}/ in the archive")
             (unpacked / variant).rename(dest / variant)
         for name in lists:
             if (work / name).is_file():

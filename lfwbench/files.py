@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from lfwbench.errors import LfwbenchError
 
-TEMPORARY_PREFIX = ".tmp-"  # what a writer killed mid-write leaves; run folders and caches sweep these
+TEMPORARY_PREFIX = ".lfwbench-tmp-"  # what a writer killed mid-write leaves; run folders and caches sweep these
 
 
 def sync_file(path: str | Path) -> None:

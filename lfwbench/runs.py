@@ -163,6 +163,7 @@ def writing(path: str | Path, mode: str = "new") -> Iterator[RunFolder]:
             "--out"
         )
     try:
+        folder.recover()  # whatever a killed writer left: finished if committed, else removed
         if mode == "new" and folder.entries():
             raise RunFolderError(
                 f"{folder.path}: not empty (holds {', '.join(folder.entries()[:3])}); pass --resume to continue the "
@@ -172,10 +173,8 @@ def writing(path: str | Path, mode: str = "new") -> Iterator[RunFolder]:
             raise RunFolderError(f"{folder.path}: holds files but no lfwbench run; refusing to overwrite it")
         if mode == "overwrite":
             folder.clear()
-        if mode == "resume":
-            if not (folder / CONFIG).is_file():
-                raise RunFolderError(f"{folder.path}: nothing to resume (no {CONFIG}); train without --resume")
-            folder.recover()
+        if mode == "resume" and not (folder / CONFIG).is_file():
+            raise RunFolderError(f"{folder.path}: nothing to resume (no {CONFIG}); train without --resume")
         yield folder
     finally:
         lock.release()

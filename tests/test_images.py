@@ -75,9 +75,9 @@ def test_missing_and_undecodable_images_name_every_line(fresh_tree: Path) -> Non
     with pytest.raises(ImageError) as caught:
         load_pair_images(pairs, image_dir, ImageSpec(), "pairsDevTest.txt")
     message = str(caught.value)
-    assert message.startswith("2 image(s) missing or undecodable")
+    assert message.startswith("2 image(s) missing or unusable")
     assert "pairsDevTest.txt:2: missing " in message and "Test_Person00_0002.jpg" in message
-    assert "pairsDevTest.txt:3: undecodable " in message and "Test_Person01_0003.jpg" in message
+    assert "pairsDevTest.txt:3: not a readable image " in message and "Test_Person01_0003.jpg" in message
     assert "\n" not in message
     loaded = load_pair_images(pairs, image_dir, ImageSpec(), "pairsDevTest.txt", skip_missing=True)
     assert len(loaded.pairs) + len(loaded.skipped) == len(pairs) and loaded.skipped

@@ -1,0 +1,174 @@
+"""Run folders that can be trusted, with real (tiny) training: kills at every write, refusals, stamped checkpoints,
+bundles that must belong to their checkpoint. Rows of docs/reliability.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("tensorflow")
+
+from lfwbench import runs  # noqa: E402
+from lfwbench.checkpoints import image_spec  # noqa: E402
+from lfwbench.cli import main  # noqa: E402
+from lfwbench.config import TrainConfig  # noqa: E402
+from lfwbench.errors import RunFolderError  # noqa: E402
+from lfwbench.evaluation import evaluate  # noqa: E402
+from lfwbench.images import ImageSpec  # noqa: E402
+from lfwbench.training import train  # noqa: E402
+
+TINY = TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=1)
+KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+# Trains TINY into argv[2], counting the renames that make a file visible in the run folder, and SIGKILLs itself
+# just before rename number argv[3] (0: never): every write lfwbench makes goes through os.replace.
+KILLED_AT_WRITE = """
+import os, signal, sys
+from pathlib import Path
+folder, target = Path(sys.argv[2]).resolve(), int(sys.argv[3])
+real_replace, count = os.replace, 0
+def replace(source, destination, *args, **kwargs):
+    global count
+    if Path(destination).resolve().parent == folder:
+        count += 1
+        if count == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(source, destination, *args, **kwargs)
+os.replace = replace
+from lfwbench.config import TrainConfig
+from lfwbench.training import train
+train(TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=1), Path(sys.argv[1]), folder,
+      verbose=0)
+print("writes", count)
+"""
+
+
+def killed_at(tree: Path, folder: Path, write: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", KILLED_AT_WRITE, str(tree), str(folder), str(write)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+
+
+def rows(history: list[dict]) -> list[list[float]]:
+    return [[row["epoch"], *(row[key] for key in KEYS)] for row in history]
+
+
+@pytest.mark.slow
+def test_a_kill_at_every_write_resumes_to_the_same_history_or_is_refused_in_one_line(
+    lfw_tree: Path, tmp_path: Path
+) -> None:
+    reference = killed_at(lfw_tree, tmp_path / "reference", 0)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    writes = int(reference.stdout.split()[-1])
+    expected = rows(json.loads((tmp_path / "reference" / runs.HISTORY_JSON).read_text()))
+    assert writes >= 2 * 6 + 1  # per epoch five staged files, a manifest, then the renames into place
+    with ThreadPoolExecutor(2) as pool:
+        killed = list(pool.map(lambda k: killed_at(lfw_tree, tmp_path / f"killed{k}", k), range(1, writes + 1)))
+    outcomes = []
+    for write, process in enumerate(killed, start=1):
+        assert process.returncode == -9, (write, process.stderr[-2000:])
+        folder = tmp_path / f"killed{write}"
+        committed = runs.RunFolder(folder).manifest()
+        before = rows(committed.history) if committed else []
+        assert before == expected[: len(before)]  # what a kill left committed is what the whole run wrote
+        try:
+            resumed = train(TrainConfig(), lfw_tree, folder, mode="resume", verbose=0)
+        except RunFolderError as error:
+            assert "nothing to resume" in str(error) and "\n" not in str(error)
+            outcomes.append("refused")
+            continue
+        assert rows(resumed.history) == expected, write  # never an epoch trained twice, never one lost
+        assert not [name for name in os.listdir(folder) if name.startswith((".staged-", ".lfwbench-tmp-"))]
+        outcomes.append("resumed")
+    assert outcomes.count("refused") == 1 and outcomes[0] == "refused"  # only before config.json is written
+
+
+@pytest.fixture(scope="module")
+def cropped_run(lfw_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cropped") / "run"
+    train(replace(TINY, epochs=1, crop=128), lfw_tree, out, verbose=0)
+    return out
+
+
+def test_train_refuses_a_finished_run_then_resumes_or_overwrites_it(cropped_run: Path, lfw_tree: Path) -> None:
+    args = ["train", "--data", lfw_tree, "--preset", "tiny", "--epochs", "1", "--batch-size", "4",
+            "--val-fraction", "0.3", "--seed", "5", "--out", cropped_run]  # fmt: skip
+    before = (cropped_run / runs.CONFIG).read_bytes()
+    result = CliRunner().invoke(main, [str(arg) for arg in args])
+    assert result.exit_code == 1 and "not empty" in result.output and "--resume" in result.output, result.output
+    assert (cropped_run / runs.CONFIG).read_bytes() == before  # nothing rewritten before refusing
+    result = CliRunner().invoke(main, [str(arg) for arg in [*args, "--resume", "--overwrite"]])
+    assert result.exit_code == 2 and "not both" in result.output
+    result = CliRunner().invoke(main, [str(arg) for arg in [*args, "--resume"]])
+    assert result.exit_code == 0 and "best.* hold epoch 1/1" in result.output, result.output
+    assert (cropped_run / runs.CONFIG).read_bytes() == before  # resume keeps the run's own options (seed 1)
+
+
+def test_a_checkpoint_carries_its_crop_and_scores_with_it_out_of_its_folder(
+    cropped_run: Path, lfw_tree: Path, tmp_path: Path
+) -> None:
+    assert image_spec(cropped_run / runs.BEST_KERAS) == image_spec(cropped_run / runs.BEST_H5) == ImageSpec(32, 3, 128)
+    moved = tmp_path / "moved.keras"
+    shutil.copyfile(cropped_run / runs.BEST_KERAS, moved)
+    at_home, away = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree), evaluate(moved, lfw_tree)
+    assert at_home.settings["crop"] == away.settings["crop"] == 128
+    assert [p.probability for p in away.pairs] == pytest.approx([p.probability for p in at_home.pairs], abs=1e-6)
+
+
+def test_another_runs_checkpoint_or_bundle_in_the_folder_is_not_trusted(
+    cropped_run: Path, lfw_tree: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    train(replace(TINY, epochs=1, seed=9), lfw_tree, other, verbose=0)
+    folder = tmp_path / "mixed"
+    shutil.copytree(cropped_run, folder)
+    shutil.copyfile(other / "best.int8.tflite", folder / "best.int8.tflite")  # the other run's int8 twin
+    own = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree)
+    mixed = evaluate(folder / runs.BEST_KERAS, lfw_tree)
+    assert any("not the TFLite file its best.int8.json vouches for" in w for w in mixed.metrics["warnings"])
+    assert [p.probability for p in mixed.pairs] == pytest.approx([p.probability for p in own.pairs], abs=1e-6)
+    shutil.copyfile(other / runs.BEST_KERAS, folder / runs.BEST_KERAS)  # the other run's checkpoint, this config
+    foreign = evaluate(folder / runs.BEST_KERAS, lfw_tree)
+    assert foreign.training == {} and foreign.leakage["checked"] is False and foreign.settings["crop"] == 0
+    assert any("is not a checkpoint the run in" in w for w in foreign.metrics["warnings"])
+
+
+def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "alone.keras"  # no bundle beside it: converted once, into the cache
+    shutil.copyfile(cropped_run / runs.BEST_KERAS, moved)
+    first = evaluate(moved, lfw_tree)
+    (cached,) = Path(os.environ["LFWBENCH_CACHE"]).glob(f"twin-{first.model['sha256'][:24]}.int8.tflite")
+    cached.write_bytes(cached.read_bytes()[:-100] + b"\0" * 100)
+    again = evaluate(moved, lfw_tree)
+    assert any("not the TFLite file" in w for w in again.metrics["warnings"])
+    assert [p.probability for p in again.pairs] == pytest.approx([p.probability for p in first.pairs], abs=1e-6)
+    assert evaluate(moved, lfw_tree).metrics["warnings"] == first.metrics["warnings"]  # repaired for good
+
+
+def test_ensemble_refuses_a_non_empty_out_and_commits_its_config_with_its_checkpoints(
+    cropped_run: Path, lfw_tree: Path, tmp_path: Path
+) -> None:
+    second = tmp_path / "second"
+    train(replace(TINY, epochs=1, crop=128, seed=2, split_seed=1), lfw_tree, second, verbose=0)
+    out = tmp_path / "ensemble"
+    out.mkdir()
+    (out / runs.CONFIG).write_text("{}")
+    members = ["--model", cropped_run / runs.BEST_KERAS, "--model", second / runs.BEST_KERAS]
+    result = CliRunner().invoke(main, [str(arg) for arg in ["ensemble", *members, "--out", out]])
+    assert result.exit_code == 1 and "not empty" in result.output and (out / runs.CONFIG).read_text() == "{}"
+    result = CliRunner().invoke(main, [str(arg) for arg in ["ensemble", *members, "--out", out, "--overwrite"]])
+    assert result.exit_code == 0, result.output
+    manifest = runs.RunFolder(out).manifest()
+    assert {runs.CONFIG, runs.BEST_KERAS, runs.BEST_H5} <= set(manifest.files)
+    assert json.loads((out / runs.CONFIG).read_text())["config"]["seed"] == [1, 2]
+    assert evaluate(out / runs.BEST_KERAS, lfw_tree).settings["crop"] == 128
