@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lfwbench import runs
 from lfwbench.ensemble import write_ensemble
 from lfwbench.evaluation import evaluate
+from lfwbench.files import write_json
 from lfwbench.metrics import wilson_interval
 from lfwbench.training import TrainConfig, train
 
@@ -70,14 +72,16 @@ def main() -> None:
         out = stem.with_name(f"{stem.name}-seed{seed}")
         folders.append(out)
         start = time.perf_counter()
-        if (out / "summary.json").is_file():
-            summary = json.loads((out / "summary.json").read_text())
+        if (out / runs.SUMMARY).is_file():
+            summary = json.loads((out / runs.SUMMARY).read_text())
         else:
-            result = train(TrainConfig(preset=args.preset, seed=seed, **dict(args.settings)), args.data, out, verbose=2)
+            config = TrainConfig(preset=args.preset, seed=seed, **dict(args.settings))
+            mode = "resume" if runs.RunFolder(out).is_run() else "new"  # an interrupted seed goes on
+            result = train(config, args.data, out, mode=mode, verbose=2)
             summary = {"epochs": result.epochs_run, "minutes": (time.perf_counter() - start) / 60,
                        "val_accuracy": result.best_val_accuracy}  # fmt: skip
-            (out / "summary.json").write_text(json.dumps(summary))
-        rows.append({"seed": seed, **summary, **scores(out / "best.keras", args.data, args.flip)})
+            write_json(out / runs.SUMMARY, summary)
+        rows.append({"seed": seed, **summary, **scores(out / runs.BEST_KERAS, args.data, args.flip)})
     print(f"preset {args.preset} {label}".rstrip())
     header = ("seed", "epochs", "minutes", "val_accuracy", "test_at_0.5", "test_at_val_threshold", "auc")
     header += ("flip_at_val_threshold", "flip_auc") if args.flip else ()
@@ -94,8 +98,9 @@ def main() -> None:
         print(f"{key}, all seeds pooled: {correct / total:.4f} "
               f"(95% Wilson interval {interval.low:.4f}-{interval.high:.4f})")  # fmt: skip
     if args.ensemble:
-        members = [folder / "best.keras" for folder in folders]
-        merged = write_ensemble(members, stem.with_name(f"{stem.name}-ensemble{args.seeds.replace(',', '+')}"))
+        members = [folder / runs.BEST_KERAS for folder in folders]
+        merged_folder = stem.with_name(f"{stem.name}-ensemble{args.seeds.replace(',', '+')}")
+        merged = write_ensemble(members, merged_folder, overwrite=True)
         merged_scores = scores(merged, args.data, args.flip)
         pairs = merged_scores.pop("pairs")
         for key, value in merged_scores.items():

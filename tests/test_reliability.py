@@ -418,3 +418,17 @@ def test_an_unexpected_failure_is_one_line_unless_debugging(lfw_tree: Path, monk
     assert result.exit_code == 1 and "internal error (RuntimeError: boom); set LFWBENCH_DEBUG=1" in result.output
     monkeypatch.setenv("LFWBENCH_DEBUG", "1")
     assert isinstance(invoke("data", "check", "--data", lfw_tree).exception, RuntimeError)
+
+
+@pytest.mark.parametrize("config", ['{"config": 5}', '{"config": {"layers": [{"class_name": "Sequential"}]}}', "[1]"])
+def test_a_malformed_checkpoint_config_is_one_line(tmp_path: Path, config: str) -> None:
+    import h5py
+
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as file:
+        file.attrs["keras_version"], file.attrs["model_config"] = "2.8.0", config
+    from lfwbench.checkpoints import load_model
+    from lfwbench.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"odd.h5: (malformed model config|unknown architecture)"):
+        load_model(path)
