@@ -38,7 +38,7 @@ def data_root(real: Path, folder: Path, bomb: bool) -> Path:
     images.mkdir(parents=True)
     for person in os.scandir(image_dir):
         if person.name != first.name1:
-            (images / person.name).symlink_to(person.path)
+            (images / person.name).symlink_to(Path(person.path).resolve())
     shutil.copytree(image_dir / first.name1, images / first.name1)
     if bomb:
         (images / first.name1 / f"{first.name1}_{first.index1:04d}.jpg").write_bytes(jpeg_header(20_000, 20_000))

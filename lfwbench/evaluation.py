@@ -16,6 +16,7 @@ from lfwbench import __version__
 from lfwbench.checkpoints import image_spec
 from lfwbench.dataset import data_stats
 from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
+from lfwbench.errors import LfwbenchError
 from lfwbench.files import file_digest
 from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
 from lfwbench.metrics import best_threshold, summarise, view2_folds
@@ -156,6 +157,11 @@ def evaluate(
         skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress,
     )  # fmt: skip
     timings["load_images"] = time.perf_counter() - started
+    if len(set(loaded.labels.tolist())) < 2:
+        raise LfwbenchError(
+            f"{pair_list.name}: only {'same' if loaded.labels[0] == SAME else 'different'}-person pairs are left to "
+            "score (--skip-missing left out the others); accuracy, ROC and thresholds need both"
+        )
 
     started = time.perf_counter()
     scores = scorer.score(loaded, progress)

@@ -21,7 +21,7 @@ from lfwbench import runs  # noqa: E402
 from lfwbench.checkpoints import image_spec  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.config import TrainConfig  # noqa: E402
-from lfwbench.errors import RunFolderError  # noqa: E402
+from lfwbench.errors import LfwbenchError, RunFolderError  # noqa: E402
 from lfwbench.evaluation import evaluate  # noqa: E402
 from lfwbench.images import ImageSpec  # noqa: E402
 from lfwbench.training import train  # noqa: E402
@@ -177,3 +177,10 @@ def test_ensemble_refuses_a_non_empty_out_and_commits_its_config_with_its_checkp
     assert {runs.CONFIG, runs.BEST_KERAS, runs.BEST_H5} <= set(manifest.files)
     assert json.loads((out / runs.CONFIG).read_text())["config"]["seed"] == [1, 2]
     assert evaluate(out / runs.BEST_KERAS, lfw_tree).settings["crop"] == 128
+
+
+def test_skip_missing_that_leaves_one_class_is_one_line(cropped_run: Path, fresh_tree: Path) -> None:
+    for name in ("Test_Person00_0003", "Test_Person01_0003", "Test_Person03_0004", "Test_Person03_0002"):
+        (fresh_tree / "lfw-deepfunneled" / name[:-5] / f"{name}.jpg").unlink()  # every different-person pair
+    with pytest.raises(LfwbenchError, match="only same-person pairs are left to score"):
+        evaluate(cropped_run / runs.BEST_KERAS, fresh_tree, skip_missing=True)
