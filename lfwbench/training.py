@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import click
 import keras
 import numpy as np
 import tensorflow as tf
@@ -135,6 +136,12 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         people_rows = [offset + np.flatnonzero(owners == name) for name in sorted(set(owners))]
         count = config.pairs_per_epoch or 2 * n_train
         facts |= {"pool_people": len(people_rows), "pool_images": len(good), "pairs_per_epoch": count}
+        if failed:
+            index, reason = next(iter(failed.items()))
+            facts["pool_images_unusable"] = len(failed)
+            click.echo(
+                f"Warning: {len(failed)} pool image(s) unusable, left out (e.g. {paths[index]}: {reason})", err=True
+            )
 
         def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
             return _sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))
