@@ -105,13 +105,13 @@ def library_versions() -> dict:
 
 def _validation_threshold(run: Run | None, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):
     """The accuracy-maximising threshold on validation pairs: `threshold_from`, else the run's held-out split."""
-    held_out = run.validation_pairs(root) if run is not None else None
     if threshold_from is not None:
         pairs, source = load_pairs(threshold_from).pairs, Path(threshold_from).name
-    elif held_out is not None:
-        pairs, source = held_out
     else:
-        return None, None
+        held_out = run.validation_pairs(root) if run is not None else None
+        if held_out is None:
+            return None, None
+        pairs, source = held_out
     loaded = load_pair_images(pairs, image_dir, spec, source, cache_dir=default_cache_dir(), progress=False)
     return best_threshold(loaded.labels, score(loaded, False)), {"source": source, "pairs": len(loaded.pairs)}
 
