@@ -43,12 +43,14 @@ def kept_epoch(history: list[dict], keep: str) -> dict:
 
 @dataclass
 class Manifest:
-    """The last committed epoch: the history up to it and the sha256 of every file it made visible."""
+    """The last committed epoch: the history up to it, the sha256 of every file it made visible, and the state of
+    the model's random generators (which checkpoints do not keep) for an exact resume."""
 
     epoch: int
     history: list[dict]
     files: dict[str, str]
     staged: dict[str, str] = field(default_factory=dict)  # final name -> staged name, until renamed into place
+    random_state: list[list[int]] = field(default_factory=list)
     format: int = MANIFEST_FORMAT
 
 
@@ -107,7 +109,13 @@ class RunFolder:
         if self.path.is_dir():
             sync_file(self.path)
 
-    def commit(self, epoch: int, history: list[dict], writers: dict[str, Callable[[Path], None]]) -> Manifest:
+    def commit(
+        self,
+        epoch: int,
+        history: list[dict],
+        writers: dict[str, Callable[[Path], None]],
+        random_state: list[list[int]] | None = None,
+    ) -> Manifest:
         """Make `epoch` visible at once: stage every file, commit the manifest, rename the files into place.
 
         `writers` maps a file name to a function writing that file at the path given; files not named keep
@@ -118,19 +126,26 @@ class RunFolder:
         for name, write in writers.items():
             write(self / staged[name])
         digests = {name: file_digest(self / staged[name]) for name in writers}
-        manifest = Manifest(epoch, history, {**(previous.files if previous else {}), **digests}, staged)
+        files = {**(previous.files if previous else {}), **digests}
+        manifest = Manifest(epoch, history, files, staged, random_state or [])
         write_json(self / MANIFEST, asdict(manifest))  # the commit point
         self.recover()
         return manifest
 
-    def commit_history(self, epoch: int, history: list[dict], checkpoints: dict[str, Callable[[Path], None]]) -> None:
-        """Commit an epoch's checkpoints together with history.json and history.csv."""
+    def commit_history(
+        self,
+        epoch: int,
+        history: list[dict],
+        checkpoints: dict[str, Callable[[Path], None]],
+        random_state: list[list[int]],
+    ) -> None:
+        """Commit an epoch's checkpoints together with history.json, history.csv and the generators' state."""
         files = {
             **checkpoints,
             HISTORY_JSON: lambda path: write_json(path, history),
             HISTORY_CSV: lambda path: write_csv(path, history),
         }
-        self.commit(epoch, history, files)
+        self.commit(epoch, history, files, random_state)
 
     def clear(self) -> None:
         """Remove a previous run: the manifest first, so that nothing is read as committed meanwhile."""

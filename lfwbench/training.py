@@ -164,7 +164,10 @@ def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
 
 def training_set(config: TrainConfig, data: TrainingData, epochs: range, steps: int) -> tf.data.Dataset:
     """The batches of the given epochs, in order: drawn pairs, or person batches with every pair's target."""
-    augment = _augmenter(config.seed) if config.augment else None
+    augment = None
+    if config.augment:  # as the uninterrupted run has it at this epoch: two sides per pair batch, one per person batch
+        augment = _augmenter(config.seed)
+        skip_draws(augment, config.image_spec.shape, epochs.start * steps * (1 if config.person_batch else 2))
     if config.person_batch:
         drawn = [
             person_batches(*data.identities, config.people_per_batch, config.images_per_person, steps,
@@ -190,6 +193,34 @@ def _augmenter(seed: int) -> keras.Sequential:
         ],
         name="augment",
     )
+
+
+def _generator_states(model: keras.Model) -> list:
+    """The state variables of a model's random generators (dropout, augmentation layers), in a stable order."""
+    return [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
+
+
+def random_state(model: keras.Model) -> list[list[int]]:
+    """Where the model's random generators stand: checkpoints do not keep it, the run's manifest does."""
+    return [variable.numpy().tolist() for variable in _generator_states(model)]
+
+
+def restore_random_state(model: keras.Model, states: list[list[int]]) -> None:
+    """Put the generators back where `random_state` found them (nothing for runs that did not record them)."""
+    for variable, state in zip(_generator_states(model), states, strict=bool(states)):
+        variable.assign(state)
+
+
+def skip_draws(augment: keras.Sequential, shape: tuple[int, ...], calls: int) -> None:
+    """Advance the augmentation generators as `calls` calls would: each call advances each generator by a fixed
+    count (measured on one probe call), so a resumed run augments every batch as the uninterrupted run did."""
+    if not calls:
+        return
+    before = random_state(augment)
+    augment(np.zeros((1, *shape), np.float32), training=True)
+    after = random_state(augment)
+    advanced = [[a + (b - a) * calls for a, b in zip(*pair, strict=True)] for pair in zip(before, after, strict=True)]
+    restore_random_state(augment, advanced)
 
 
 def make_dataset(
@@ -309,7 +340,7 @@ class RunRecorder(keras.callbacks.Callback):
         if runs.kept_epoch(self.history, self.config.keep) is row:
             for name in (runs.BEST_KERAS, runs.BEST_H5):
                 checkpoints[name] = lambda path: save_model(self.siamese, path, spec)
-        self.folder.commit_history(row["epoch"], self.history, checkpoints)
+        self.folder.commit_history(row["epoch"], self.history, checkpoints, random_state(self.siamese))
         if early_stop_wait([r["val_loss"] for r in self.history], self.config.min_delta) >= self.config.patience:
             self.stopped_early = self.model.stop_training = True
 
@@ -370,6 +401,8 @@ def _train(config: TrainConfig, root: Path, folder: runs.RunFolder, resume: bool
         with make_strategy(config.strategy).scope():
             if history:
                 model = load_model(folder / runs.LAST_KERAS, compile=True)
+                committed = folder.manifest()
+                restore_random_state(model, committed.random_state if committed else [])
             else:
                 model = build_siamese(
                     config.preset,

@@ -66,7 +66,7 @@ def fake_commit(folder: runs.RunFolder, epoch: int, history: list[dict]) -> None
     writers = {
         name: (lambda text: lambda path: path.write_text(text))(f"{name} {epoch}") for name in ("a.bin", "b.bin")
     }
-    folder.commit_history(epoch, history, writers)
+    folder.commit_history(epoch, history, writers, [[1, epoch]])
 
 
 def test_new_run_folder_refuses_a_non_empty_folder_and_overwrite_refuses_a_non_run(tmp_path: Path) -> None:
@@ -110,6 +110,7 @@ def test_an_epoch_commits_every_file_at_once_and_the_manifest_records_their_sha2
         assert manifest.epoch == 2 and [row["epoch"] for row in manifest.history] == [1, 2]
         assert manifest.files["a.bin"] == file_digest(folder / "a.bin") and (folder / "a.bin").read_text() == "a.bin 2"
         assert json.loads((folder / runs.HISTORY_JSON).read_text()) == manifest.history
+        assert manifest.random_state == [[1, 2]]
         assert not [name for name in folder.entries() if name.startswith(".")]
 
 
