@@ -49,6 +49,7 @@ class TrainConfig:
     train_list: str = "pairsDevTrain.txt"
     eval_list: str = "pairsDevTest.txt"
     people_list: str = "peopleDevTrain.txt"
+    fold: int = 0  # View 2: the fold (1-10) held out of training and scored; 0 for View 1
 
     def resolved(self) -> TrainConfig:
         preset = get_preset(self.preset)
@@ -79,9 +80,22 @@ class TrainConfig:
             )
         if config.people_per_batch and config.strategy != "default":
             raise LfwbenchError("person batches train on one device; use pair batches with a tf.distribute strategy")
+        if config.fold and config.train_list != config.eval_list:
+            raise LfwbenchError("a View 2 fold trains on the other folds of the list it is scored on")
         if config.schedule == "cosine" and config.reduce_lr:
             raise LfwbenchError("choose one learning-rate schedule: cosine decay or reduce-lr on plateau")
         return config
+
+    @classmethod
+    def stored(cls, options: dict) -> TrainConfig:
+        """The config a run folder recorded, less fields this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in options.items() if name in known})
+
+    @property
+    def evaluated(self) -> str:
+        """What the run is scored on: `pairsDevTest.txt`, or `pairs.txt fold 3`."""
+        return f"{self.eval_list} fold {self.fold}" if self.fold else self.eval_list
 
     @property
     def image_spec(self) -> ImageSpec:

@@ -127,11 +127,13 @@ def evaluate(
     skip_missing: bool = False,
     engine: str = "auto",
     progress: bool = True,
+    fold: int = 0,
 ) -> Results:
     """Score every pair of `pairs_path` (default: pairsDevTest.txt in `root`) and compute all metrics.
 
     The decision threshold is chosen on validation pairs, never on the evaluated ones; View 2 lists (several
-    folds) also get the 10-fold protocol. `engine`: see `prepare_scorer`.
+    folds) also get the 10-fold protocol; with `fold` only that fold of a View 2 list is scored (`crossval` scores
+    each fold's model so). `engine`: see `prepare_scorer`.
     """
     timings = {}
     started = time.perf_counter()
@@ -148,12 +150,15 @@ def evaluate(
     started = time.perf_counter()
     pairs_path = Path(pairs_path or root / "pairsDevTest.txt")
     pair_list = load_pairs(pairs_path)
+    pairs = [pair for pair in pair_list.pairs if pair.fold == fold - 1] if fold else list(pair_list.pairs)
+    if fold and not pairs:
+        raise LfwbenchError(f"{pair_list.name}: no fold {fold} (it has {pair_list.folds})")
     variant, image_dir = find_variant(root)
     timings["parse"] = time.perf_counter() - started
 
     started = time.perf_counter()
     loaded = load_pair_images(
-        pair_list.pairs, image_dir, spec, pair_list.name,
+        pairs, image_dir, spec, pair_list.name,
         skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress,
     )  # fmt: skip
     timings["load_images"] = time.perf_counter() - started
@@ -177,7 +182,7 @@ def evaluate(
     metrics = summarise(labels, scores, threshold)
     metrics["validation_threshold"] = threshold_source
     metrics["warnings"] = notes + metrics["warnings"]
-    if pair_list.folds > 1:
+    if pair_list.folds > 1 and not fold:
         metrics["view2"] = view2_folds(labels, scores, np.array([pair.fold for pair in loaded.pairs]))
     timings["metrics"] = time.perf_counter() - started
 
@@ -215,6 +220,7 @@ def evaluate(
             "pair_list_name": pair_list.name,
             "pair_list_md5": file_md5(pairs_path),
             "folds": pair_list.folds,
+            "fold": fold,
             "distinct_images": len(loaded.paths),
             "skipped_pairs": [{"line": pair.line, "reason": reason} for pair, reason in loaded.skipped],
             "stats": data_stats(root, options.get("val_fraction", 0.2), run.split_seed if run is not None else 0),

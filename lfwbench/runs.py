@@ -12,13 +12,15 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from lfwbench.config import TrainConfig
 from lfwbench.errors import RunFolderError
 from lfwbench.files import TEMPORARY_PREFIX, FolderLock, file_digest, sync_file, write_csv, write_json
 from lfwbench.images import ImageSpec
-from lfwbench.pairs import Pair, load_pairs, load_people, split_by_person
+from lfwbench.pairs import Pair
+from lfwbench.plan import ListPlan, plan_lists
 
 CONFIG = "config.json"
 MANIFEST = "manifest.json"
@@ -229,23 +231,26 @@ class Run:
         """The seed of the validation split (runs before `split_seed` existed split with their `seed`)."""
         return self.options.get("split_seed", self.options.get("seed", 0))
 
+    def lists(self, root: Path) -> ListPlan | None:
+        """The run's pairs and people by role, as training planned them; None without its training list."""
+        config = TrainConfig.stored(self.options)
+        if not (root / config.train_list).is_file():
+            return None
+        return plan_lists(root, replace(config, split_seed=self.split_seed))
+
     def training_people(self, root: Path) -> set[str]:
-        """The identities the run trained and validated on: its listed pairs, and its people list if unrestricted."""
-        people: set[str] = set()
-        if (root / self.options.get("train_list", "")).is_file():
-            people |= load_pairs(root / self.options["train_list"]).people
-        if self.options.get("regime") == "unrestricted" and (root / self.options.get("people_list", "")).is_file():
-            people |= {name for fold in load_people(root / self.options["people_list"]) for name, _ in fold}
-        return people
+        """The identities the run trained and validated on."""
+        lists = self.lists(root)
+        return lists.seen_people if lists is not None else set()
 
     def validation_pairs(self, root: Path) -> tuple[list[Pair], str] | None:
         """The held-out validation pairs of training people, as training split them, and a line naming them."""
-        train_list = self.options.get("train_list", "")
-        if not (root / train_list).is_file():
+        lists = self.lists(root)
+        if lists is None:
             return None
-        fraction, seed = self.options["val_fraction"], self.split_seed
-        _, pairs = split_by_person(load_pairs(root / train_list).pairs, fraction, seed)
-        return pairs, f"{train_list} (validation people, fraction {fraction}, seed {seed})"
+        config = TrainConfig.stored(self.options)
+        source = config.train_list + (f" without fold {config.fold}" if config.fold else "")
+        return lists.val, f"{source} (validation people, fraction {config.val_fraction}, seed {self.split_seed})"
 
     def as_training(self) -> dict:
         """What results.json keeps of the run: its config and its history."""

@@ -29,8 +29,9 @@ from lfwbench.files import file_digest, write_csv, write_json
 from lfwbench.images import default_cache_dir, find_variant, image_path, load_images, load_pair_images
 from lfwbench.inference import export_bundle
 from lfwbench.model import build_siamese
-from lfwbench.pairs import DIFFERENT, SAME, file_md5, load_pairs, load_people, people_of, split_by_person
+from lfwbench.pairs import file_md5, people_of
 from lfwbench.person_batches import PairValidation, all_pairs_model, person_batches, with_pair_targets
+from lfwbench.plan import identity_rows, plan_lists, sampled_pairs, triples
 from lfwbench.presets import get_preset
 
 
@@ -61,43 +62,15 @@ class TrainingData:
     identities: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _triples(left: np.ndarray, right: np.ndarray, labels: Sequence[int]) -> tuple[np.ndarray, ...]:
-    return left.astype(np.int32), right.astype(np.int32), np.asarray(labels, dtype=np.float32)
-
-
-def _sampled_pairs(people_rows: list[np.ndarray], count: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """`count` balanced pairs: same-person pairs from people with two or more images, different-person pairs."""
-    several = [rows for rows in people_rows if len(rows) >= 2]
-    same = [rng.choice(several[i], 2, replace=False) for i in rng.integers(0, len(several), count // 2)]
-    firsts, seconds = (rng.integers(0, len(people_rows), count - count // 2) for _ in range(2))
-    seconds = np.where(seconds == firsts, (seconds + 1) % len(people_rows), seconds)
-    different = [(rng.choice(people_rows[a]), rng.choice(people_rows[b])) for a, b in zip(firsts, seconds, strict=True)]
-    pairs = np.array(same + different, dtype=np.int32).reshape(-1, 2)
-    labels = np.array([SAME] * len(same) + [DIFFERENT] * len(different), dtype=np.float32)
-    order = rng.permutation(len(labels))
-    return pairs[order, 0], pairs[order, 1], labels[order]
-
-
 def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> TrainingData:
     """Load the images, split by person, refuse evaluation identities, and plan each epoch's pairs."""
     _, image_dir = find_variant(root)
-    listed = load_pairs(root / config.train_list)
-    eval_people = load_pairs(root / config.eval_list).people if (root / config.eval_list).is_file() else set()
-    train, val = split_by_person(listed.pairs, config.val_fraction, config.split_seed)
-    pool_people: list[tuple[str, int]] = []
-    if config.regime == "unrestricted":
-        people_file = root / config.people_list
-        if people_file.is_file():
-            pool_people = [row for fold in load_people(people_file) for row in fold]
-        else:
-            pool_people = sorted({(name, 0) for name in people_of(train)})
-        val_people = people_of(val)
-        pool_people = [(name, count) for name, count in pool_people if name not in val_people]
-    seen_people = listed.people | {name for name, _ in pool_people}
-    leaked = sorted(seen_people & eval_people)
+    lists = plan_lists(root, config)
+    train, val, pool_people = lists.train, lists.val, lists.pool
+    leaked = sorted(lists.seen_people & lists.eval_people)
     if leaked:
         raise LfwbenchError(
-            f"{len(leaked)} people of {config.eval_list} would be trained on (e.g. {', '.join(leaked[:3])}); "
+            f"{len(leaked)} people of {config.evaluated} would be trained on (e.g. {', '.join(leaked[:3])}); "
             "train on people disjoint from the evaluation list"
         )
     cache = default_cache_dir()
@@ -106,19 +79,19 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
     )
     n_train = len(train)
     left, right, labels = listed_images.left, listed_images.right, listed_images.labels
-    val_triples = _triples(left[n_train:], right[n_train:], labels[n_train:])
+    val_triples = triples(left[n_train:], right[n_train:], labels[n_train:])
     images = listed_images.images
     facts = {
         "train_pairs": n_train,
         "val_pairs": len(val),
         "train_people": len(people_of(train)),
         "val_people": len(people_of(val)),
-        "eval_list": config.eval_list,
-        "eval_people_in_training_or_validation": len(seen_people & eval_people),
+        "eval_list": config.evaluated,
+        "eval_people_in_training_or_validation": len(leaked),
     }
     identities = None
     if config.regime == "restricted":
-        base = _triples(left[:n_train], right[:n_train], labels[:n_train])
+        base = triples(left[:n_train], right[:n_train], labels[:n_train])
 
         def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
             order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
@@ -144,7 +117,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
             )
 
         def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
-            return _sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))
+            return sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))
 
         if config.identity_epochs or config.people_per_batch:
             identities = identity_rows(people_rows)
@@ -242,15 +215,6 @@ def make_dataset(
 
     dataset = tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
     return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def identity_rows(people_rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Image rows and class numbers of the training people with two or more images (the identity classes)."""
-    several = [rows for rows in people_rows if len(rows) >= 2]
-    if not several:
-        raise LfwbenchError("identity epochs need training people with two or more images; there are none")
-    labels = np.repeat(np.arange(len(several)), [len(rows) for rows in several])
-    return np.concatenate(several).astype(np.int32), labels.astype(np.int32)
 
 
 def learning_rate(config: TrainConfig, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:

@@ -17,7 +17,8 @@ from lfwbench.checkpoints import load_model  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.errors import LfwbenchError  # noqa: E402
 from lfwbench.person_batches import pair_indices, person_batches, with_pair_targets  # noqa: E402
-from lfwbench.training import TrainConfig, early_stop_wait, grid, identity_rows, search, train  # noqa: E402
+from lfwbench.plan import identity_rows  # noqa: E402
+from lfwbench.training import TrainConfig, early_stop_wait, grid, search, train  # noqa: E402
 
 TINY = TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=1)
 
