@@ -324,24 +324,99 @@ def train(data: Path | None, out: Path | None, resume: bool, overwrite: bool, **
     echo_summary(summary)
 
 
+def ray_options(function):
+    """Where independent jobs (search trials, View 2 folds) run: here, one after another, or as Ray tasks."""
+    options = [
+        click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="",
+            default=None,
+            metavar="[ADDRESS]",
+            help="Run each job as a Ray task: on a new local cluster, or joining ADDRESS (also when $RAY_ADDRESS is "
+            "set). On a cluster, --runs/--out must be a filesystem every machine shares.",
+        ),
+        click.option("--cpus-per-job", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True),
+        click.option("--gpus-per-job", type=click.FloatRange(0), default=0.0, show_default=True),
+    ]
+    return with_options(options)(function)
+
+
+def job_runner(ray_address: str | None, cpus_per_job: float, gpus_per_job: float):
+    from lfwbench.jobs import Runner
+
+    if ray_address is None and os.environ.get("RAY_ADDRESS"):
+        ray_address = ""  # Ray reads the address from the environment itself
+    return Runner(ray_address, cpus_per_job, gpus_per_job)
+
+
+def parse_folds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    """`1-10` or `1,4,7` -> the fold numbers."""
+    try:
+        if "-" in value:
+            first, last = (int(part) for part in value.split("-"))
+            return list(range(first, last + 1))
+        return sorted({int(part) for part in value.split(",")})
+    except ValueError:
+        raise click.BadParameter(f"expected a range like 1-10 or a list like 1,4,7, got {value!r}") from None
+
+
 @main.command()
 @training_options(grid=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/search"), show_default=True)
-def search(data: Path | None, out: Path, **options) -> None:
+@ray_options
+def search(data: Path | None, out: Path, ray_address, cpus_per_job, gpus_per_job, **options) -> None:
     """Train every combination of --lr, --dropout, --epochs and --batch-size; finished runs are not retrained.
 
     Example: lfwbench search --data ../shared/lfw --lr 1e-3 --lr 3e-4 --dropout 0.2 --dropout 0.5
     """
     from lfwbench.images import resolve_data_root
-    from lfwbench.training import grid
-    from lfwbench.training import search as search_runs
+    from lfwbench.jobs import grid
+    from lfwbench.jobs import search as search_runs
 
     values = {name: options.pop(name) for name in GRID_OPTIONS}
     combinations = grid(**{name: chosen for name, chosen in values.items() if chosen})
-    rows = search_runs(train_config({**options, "dropout": 0.3}), resolve_data_root(data), out, combinations, echo_err)
+    runner = job_runner(ray_address, cpus_per_job, gpus_per_job)
+    base = train_config({**options, "dropout": 0.3})
+    rows = search_runs(base, resolve_data_root(data), out, combinations, runner, echo_err)
     for row in rows:
         click.echo(f"{row['run']:<50} val_accuracy {row['best_val_accuracy']:.4f}  val_loss {row['best_val_loss']:.4f}")
     click.echo(f"best: {rows[0]['run']} ({out / 'results.csv'})")
+
+
+@main.command()
+@training_options()
+@click.option("--folds", default="1-10", show_default=True, callback=parse_folds, help="Folds: 1-10, or 1,4,7.")
+@click.option(
+    "--runs",
+    "runs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the fold runs [default: runs/crossval-PRESET-seedSEED].",
+)
+@ray_options
+def crossval(data, folds, runs_dir, ray_address, cpus_per_job, gpus_per_job, **options) -> None:
+    """LFW's View 2 protocol: one model per fold of pairs.txt, trained without that fold's people and scored on it.
+
+    The threshold of each fold is chosen on validation pairs of its training people; finished folds are read back,
+    an interrupted one resumes. The last line is the figure to quote.
+
+    Example: lfwbench crossval --data ../shared/lfw --preset cpu --folds 1-10
+    """
+    from lfwbench.images import resolve_data_root
+    from lfwbench.jobs import crossval as run_crossval
+    from lfwbench.runs import CROSSVAL_CSV, CROSSVAL_JSON
+
+    runs_dir = runs_dir or Path("runs") / f"crossval-{options['preset']}-seed{options['seed']}"
+    runner = job_runner(ray_address, cpus_per_job, gpus_per_job)
+    result = run_crossval(train_config(options), resolve_data_root(data), runs_dir, folds, runner, echo_err)
+    for row in result.folds:
+        click.echo(
+            f"fold {row.fold:2d}  accuracy {row.accuracy:.4f} at threshold {row.threshold:.3f}  TPR {row.tpr:.4f}  "
+            f"TNR {row.tnr:.4f}  AUC {row.auc:.4f}  {row.pairs} pairs  {row.minutes:.1f} min"
+        )
+    click.echo(f"wrote {runs_dir / CROSSVAL_JSON} and {CROSSVAL_CSV}")
+    click.echo(result.headline())
 
 
 @main.command()

@@ -201,3 +201,24 @@ def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float | None = 
     if threshold is not None:
         figures["at_validation_threshold"] = asdict(rates_at(labels, scores, threshold))
     return figures
+
+
+def mean_and_spread(values: list[float]) -> dict[str, float]:
+    """Mean, standard deviation (ddof=1) and standard error of the mean, as the LFW results page reports folds."""
+    array = np.asarray(values, dtype=float)
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return {"mean": float(array.mean()), "std": std, "standard_error": std / math.sqrt(len(array))}
+
+
+def averaged_roc(folds: list[tuple[np.ndarray, np.ndarray]], points: int = 401) -> dict[str, list[float]]:
+    """The ROC averaged over folds as the LFW results page draws it: at each threshold, the mean over folds of the
+    false and true positive rates. Thresholds are quantiles of all scores, so low thresholds are resolved too."""
+    pooled = np.concatenate([scores for _, scores in folds])
+    thresholds = np.unique(np.concatenate([[0.0], np.quantile(pooled, np.linspace(0, 1, points)), [np.inf]]))[::-1]
+    rates = []
+    for labels, scores in folds:
+        accepted = np.asarray(scores)[None, :] >= thresholds[:, None]
+        same = np.asarray(labels) == SAME
+        rates.append((accepted[:, ~same].mean(1), accepted[:, same].mean(1)))
+    fpr, tpr = (np.mean([fold[i] for fold in rates], axis=0) for i in (0, 1))
+    return {"threshold": np.minimum(thresholds, 1.0).tolist(), "fpr": fpr.tolist(), "tpr": tpr.tolist()}

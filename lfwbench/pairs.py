@@ -15,6 +15,7 @@ DIFFERENT = 0
 
 VIEW1_LISTS = ("pairsDevTrain.txt", "pairsDevTest.txt")
 VIEW2_LIST = "pairs.txt"
+VIEW2_PEOPLE = "people.txt"
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,72 @@ def read_results(path: str | Path) -> Results:
 def write_predictions(path: str | Path, results: Results) -> None:
     """One row per pair: name1,image1,name2,image2,fold,label,probability,predicted."""
     write_csv(path, [{column: getattr(pair, column) for column in PREDICTION_COLUMNS} for pair in results.pairs])
+
+
+@dataclass
+class FoldRow:
+    """One View 2 fold scored by the model trained without its people, at the threshold chosen on validation pairs
+    of the training people."""
+
+    fold: int
+    pairs: int
+    accuracy: float
+    threshold: float
+    tpr: float
+    tnr: float
+    auc: float
+    accuracy_at_half: float
+    people_in_training: int
+    minutes: float
+    run: str
+
+
+@dataclass
+class Crossval:
+    """A View 2 cross-validation: the per-fold rows, û ± SE over them, the ROC averaged over folds and pooled, and
+    what produced it (configuration, machine)."""
+
+    config: dict
+    folds: list[FoldRow]
+    folds_total: int
+    summary: dict
+    averaged_roc: dict
+    pooled_roc: dict
+    machine: dict
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def regime(self) -> str:
+        return self.config.get("regime", "unrestricted")
+
+    def headline(self) -> str:
+        """The line a paper quotes; fewer folds than the protocol's are said to be fewer, never passed off as all."""
+        mean, error = self.summary["mean"], self.summary["standard_error"]
+        over = (
+            f"over {len(self.folds)} folds"
+            if len(self.folds) == self.folds_total
+            else (f"over {len(self.folds)} of {self.folds_total} folds, unfinished")
+        )
+        return f"View 2, {self.regime}, no outside data: {mean:.4f} ± {error:.4f} (û ± SE {over})"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Crossval:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise LfwbenchError(f"crossval schema {data.get('schema_version')} is not {SCHEMA_VERSION}")
+        return cls(**{**data, "folds": [FoldRow(**row) for row in data["folds"]]})
+
+
+def write_crossval(folder: Path, crossval: Crossval, json_name: str, csv_name: str) -> None:
+    """crossval.json (everything) and crossval.csv (the per-fold table) in the runs folder."""
+    write_json(folder / json_name, asdict(crossval))
+    write_csv(folder / csv_name, [asdict(row) for row in crossval.folds])
+
+
+def read_crossval(path: Path) -> Crossval:
+    try:
+        return Crossval.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except LfwbenchError as error:
+        raise LfwbenchError(f"{path}: {error}") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise LfwbenchError(f"{path}: not an lfwbench crossval file ({error})") from None

@@ -29,6 +29,9 @@ BEST_KERAS, BEST_H5, LAST_KERAS = "best.keras", "best.h5", "last.keras"
 IDENTITY_HISTORY = "identity_history.json"
 SUMMARY = "summary.json"
 LOCK = ".lock"
+FOLD_RESULTS = "results.json"  # a View 2 fold's run: its fold scored once the model was final
+SEARCH_RESULTS = "results.csv"  # a search folder: its trials, best first
+CROSSVAL_JSON, CROSSVAL_CSV = "crossval.json", "crossval.csv"  # a crossval folder: the folds and their summary
 STAGED_PREFIX = ".staged-"
 MANIFEST_FORMAT = 1
 
@@ -36,6 +39,11 @@ MANIFEST_FORMAT = 1
 def default_run_folder(preset: str, seed: int, runs: Path = Path("runs")) -> Path:
     """`runs/PRESET-seedSEED`, where `train` and `run` put a run when no --out is given."""
     return runs / f"{preset}-seed{seed}"
+
+
+def fold_folder(fold: int) -> str:
+    """The run folder of View 2 fold `fold` inside a crossval folder."""
+    return f"fold{fold:02d}"
 
 
 def kept_epoch(history: list[dict], keep: str) -> dict:

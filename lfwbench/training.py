@@ -7,8 +7,6 @@ on a CPU without TensorFlow.
 
 from __future__ import annotations
 
-import itertools
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +23,7 @@ from lfwbench.checkpoints import load_model, save_model
 from lfwbench.config import TrainConfig
 from lfwbench.engine import write_bundle
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import file_digest, write_csv, write_json
+from lfwbench.files import file_digest, write_json
 from lfwbench.images import default_cache_dir, find_variant, image_path, load_images, load_pair_images
 from lfwbench.inference import export_bundle
 from lfwbench.model import build_siamese
@@ -425,44 +423,3 @@ def write_inference_bundle(out_dir: Path, preset: str) -> None:
     checkpoints = [out_dir / runs.BEST_KERAS, out_dir / runs.BEST_H5]
     bundle = export_bundle(load_model(checkpoints[0]), [file_digest(path) for path in checkpoints], preset)
     write_bundle(checkpoints[0].with_suffix(""), bundle)
-
-
-def grid(**options: Sequence) -> list[dict]:
-    """Every combination of the given option values, in a stable order."""
-    names = sorted(options)
-    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(options[name] for name in names))]
-
-
-def run_name(changes: dict) -> str:
-    return "_".join(f"{name}={value}" for name, value in sorted(changes.items()))
-
-
-def search(
-    base: TrainConfig,
-    root: Path,
-    out_dir: Path,
-    combinations: list[dict],
-    report: Callable[[str], None] = lambda message: None,
-    verbose: int | str = "auto",
-) -> list[dict]:
-    """Train each combination in its own run folder; finished runs are read from disk, unfinished ones resumed.
-
-    Writes `results.csv` sorted by validation accuracy (best first) and returns its rows.
-    """
-    rows = []
-    for changes in combinations:
-        folder = out_dir / run_name(changes)
-        done = folder / runs.SUMMARY
-        if done.is_file():
-            report(f"{folder.name}: finished earlier, read from disk")
-            summary = json.loads(done.read_text())
-        else:
-            report(f"{folder.name}: training")
-            mode = "resume" if runs.RunFolder(folder).is_run() else "new"
-            result = train(replace(base, **changes), root, folder, mode=mode, verbose=verbose)
-            summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
-            write_json(done, summary)
-        rows.append({"run": folder.name, **changes, **summary})
-    rows.sort(key=lambda row: -row["best_val_accuracy"])
-    write_csv(out_dir / "results.csv", rows)
-    return rows

@@ -52,6 +52,8 @@ def make_lfw_tree(root: Path, folder: str = "lfw-deepfunneled") -> Path:
         names = people[fold * 6 : fold * 6 + 6]
         folds += same(names, 3) + different(names, 3)
     write_list(root / "pairs.txt", "2\t3", folds)
+    people_folds = [[f"{n}\t{IMAGES_PER_PERSON}" for n in people[k * 6 : k * 6 + 6]] for k in range(2)]
+    write_list(root / "people.txt", "2", ["6", *people_folds[0], "6", *people_folds[1]])
     write_list(root / "peopleDevTrain.txt", str(len(TRAIN_PEOPLE)), [f"{n}\t{IMAGES_PER_PERSON}" for n in TRAIN_PEOPLE])
     write_list(root / "peopleDevTest.txt", str(len(TEST_PEOPLE)), [f"{n}\t{IMAGES_PER_PERSON}" for n in TEST_PEOPLE])
     return root

@@ -1,0 +1,217 @@
+"""Independent training jobs, search trials and View 2 folds, run one after another here or as Ray tasks.
+
+A job trains (or resumes, or reads back) one run folder and, for a fold, scores the held-out fold once its model is
+final. On a Ray cluster every task writes under the same runs folder, which must therefore be a filesystem all
+machines share: the driver checks that it sees what each task wrote.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from lfwbench import runs
+from lfwbench.config import TrainConfig
+from lfwbench.errors import LfwbenchError
+from lfwbench.files import FolderLock, write_csv, write_json
+from lfwbench.machine import describe
+from lfwbench.metrics import averaged_roc, mean_and_spread, roc_points
+from lfwbench.pairs import VIEW2_LIST, VIEW2_PEOPLE, load_pairs
+from lfwbench.plan import fold_pairs
+from lfwbench.results import Crossval, FoldRow, Results, read_results, write_crossval
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Job:
+    """One run to train into `folder`; with `config.fold`, its fold is scored afterwards."""
+
+    config: TrainConfig
+    root: Path
+    folder: Path
+
+
+@dataclass
+class JobResult:
+    folder: Path
+    summary: dict
+
+
+def run_job(job: Job) -> JobResult:
+    """Train the job's run (resuming an interrupted one, reading back a finished one), then score its fold."""
+    from lfwbench.training import train
+
+    folder, done = runs.RunFolder(job.folder), job.folder / runs.SUMMARY
+    if done.is_file():
+        summary = json.loads(done.read_text())
+    else:
+        mode = "new"
+        if folder.is_run():
+            mode = "resume"
+            stored = TrainConfig.stored(folder.read_config()["config"])
+            if replace(stored, epochs=None) != replace(job.config.resolved(), epochs=None):
+                raise LfwbenchError(f"{job.folder}: holds a run with other options; choose another runs folder")
+        result = train(job.config, job.root, job.folder, mode=mode, verbose=0)
+        summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
+        write_json(done, summary)
+    if job.config.fold and not (job.folder / runs.FOLD_RESULTS).is_file():
+        from lfwbench.evaluation import evaluate
+        from lfwbench.results import write_results
+
+        checkpoint = job.folder / runs.BEST_KERAS
+        results = evaluate(checkpoint, job.root, job.root / job.config.eval_list, fold=job.config.fold, progress=False)
+        write_results(job.folder / runs.FOLD_RESULTS, results)
+    return JobResult(job.folder, summary)
+
+
+@dataclass
+class Runner:
+    """Where jobs run: here, one after another (`ray` None), or as Ray tasks (`ray` an address, "" for a local
+    cluster or $RAY_ADDRESS), each asking for `cpus` and `gpus`."""
+
+    ray: str | None = None
+    cpus: float = 1
+    gpus: float = 0
+
+    def run(self, jobs: Sequence[Job], report: Report) -> list[JobResult]:
+        if self.ray is None:
+            results = []
+            for number, job in enumerate(jobs, start=1):
+                report(f"[{number}/{len(jobs)}] {job.folder}")
+                results.append(run_job(job))
+            return results
+        return self._on_ray(jobs, report)
+
+    def _on_ray(self, jobs: Sequence[Job], report: Report) -> list[JobResult]:
+        try:
+            import ray
+        except ImportError:
+            raise LfwbenchError("--ray needs Ray: pip install 'lfwbench[ray]'") from None
+        ray.init(address=self.ray or None, ignore_reinit_error=True, log_to_driver=False)
+        task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(run_job)
+        report(f"{len(jobs)} jobs as Ray tasks ({self.cpus} CPU, {self.gpus} GPU each)")
+        try:
+            results = ray.get([task.remote(job) for job in jobs])
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if isinstance(error.cause, LfwbenchError) else error
+            raise LfwbenchError(f"a Ray task failed: {str(cause).splitlines()[0]}") from None
+        for result in results:
+            if not (result.folder / runs.SUMMARY).is_file():
+                raise LfwbenchError(
+                    f"{result.folder}: written by a Ray task but not visible here; on a cluster the runs folder must "
+                    "be a filesystem every machine shares"
+                )
+        return results
+
+
+def grid(**options: Sequence) -> list[dict]:
+    """Every combination of the given option values, in a stable order."""
+    names = sorted(options)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(options[name] for name in names))]
+
+
+def run_name(changes: dict) -> str:
+    return "_".join(f"{name}={value}" for name, value in sorted(changes.items()))
+
+
+def search(
+    base: TrainConfig,
+    root: Path,
+    out_dir: Path,
+    combinations: list[dict],
+    runner: Runner | None = None,
+    report: Report = lambda message: None,
+) -> list[dict]:
+    """Train each combination in its own run folder; finished runs are read from disk, unfinished ones resumed.
+
+    Writes `results.csv` sorted by validation accuracy (best first) and returns its rows.
+    """
+    jobs = [Job(replace(base, **changes), root, out_dir / run_name(changes)) for changes in combinations]
+    results = (runner or Runner()).run(jobs, report)
+    rows = [
+        {"run": result.folder.name, **changes, **result.summary}
+        for changes, result in zip(combinations, results, strict=True)
+    ]
+    rows.sort(key=lambda row: -row["best_val_accuracy"])
+    write_csv(out_dir / runs.SEARCH_RESULTS, rows)
+    return rows
+
+
+def fold_config(base: TrainConfig, fold: int) -> TrainConfig:
+    """The base recipe trained on View 2 without fold `fold`, and scored on it."""
+    return replace(base, train_list=VIEW2_LIST, eval_list=VIEW2_LIST, people_list=VIEW2_PEOPLE, fold=fold)
+
+
+def crossval(
+    base: TrainConfig,
+    root: Path,
+    out_dir: Path,
+    folds: Sequence[int],
+    runner: Runner | None = None,
+    report: Report = lambda message: None,
+) -> Crossval:
+    """Train one model per View 2 fold without that fold's people, score each fold once its model is final, and
+    aggregate: û ± SE over folds, the ROC averaged over folds and pooled. Writes crossval.json and crossval.csv.
+
+    Every fold's plan is checked before any training (a pairs.txt that breaks the View 2 split is refused); finished
+    folds are read back and an interrupted one resumes from its last epoch.
+    """
+    configs = [fold_config(base, fold) for fold in folds]
+    for config in configs:
+        fold_pairs(root, config)
+    folds_total = load_pairs(root / VIEW2_LIST).folds
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out_dir / runs.LOCK)
+    if not lock.acquire():
+        raise LfwbenchError(f"{out_dir}: a crossval (process {lock.holder()}) is running there; wait for it")
+    try:
+        jobs = [Job(config, root, out_dir / runs.fold_folder(config.fold)) for config in configs]
+        (runner or Runner()).run(jobs, report)
+        scored = [read_results(job.folder / runs.FOLD_RESULTS) for job in jobs]
+        result = aggregate(replace(configs[0].resolved(), fold=0), scored, folds_total)
+        write_crossval(out_dir, result, runs.CROSSVAL_JSON, runs.CROSSVAL_CSV)
+    finally:
+        lock.release()
+    return result
+
+
+def aggregate(config: TrainConfig, scored: list[Results], folds_total: int) -> Crossval:
+    """Per-fold rows at each fold's validation threshold, their mean ± SE, the fold-averaged and pooled ROC."""
+    rows, curves = [], []
+    for results in scored:
+        at, half = results.metrics["at_validation_threshold"], results.metrics["at_0.5"]
+        history = results.training.get("history", [])
+        rows.append(
+            FoldRow(
+                fold=results.data["fold"],
+                pairs=len(results.pairs),
+                accuracy=at["accuracy"],
+                threshold=at["threshold"],
+                tpr=at["tpr"],
+                tnr=at["tnr"],
+                auc=results.metrics["auc"],
+                accuracy_at_half=half["accuracy"],
+                people_in_training=results.leakage["people_in_training_and_evaluation"],
+                minutes=sum(row.get("seconds", 0.0) for row in history) / 60,
+                run=str(Path(results.model["path"]).parent),
+            )
+        )
+        curves.append((np.array([p.label for p in results.pairs]), np.array([p.probability for p in results.pairs])))
+    labels, scores = (np.concatenate([curve[i] for curve in curves]) for i in (0, 1))
+    return Crossval(
+        config=asdict(config),
+        folds=rows,
+        folds_total=folds_total,
+        summary=mean_and_spread([row.accuracy for row in rows]),
+        averaged_roc=averaged_roc(curves),
+        pooled_roc=roc_points(labels, scores),
+        machine=describe(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )

@@ -1,0 +1,108 @@
+"""View 2 cross-validation: fold planning (real and synthetic lists), the crossval command, resume, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lfwbench.config import TrainConfig
+from lfwbench.errors import LfwbenchError
+from lfwbench.jobs import fold_config
+from lfwbench.pairs import load_people, people_of
+from lfwbench.plan import plan_lists
+
+TINY = TrainConfig(preset="tiny", epochs=1, batch_size=2, val_fraction=0.3, seed=1)
+
+
+@pytest.mark.realdata
+def test_every_real_fold_trains_on_5400_pairs_and_holds_out_600_people_disjoint(real_lfw: Path) -> None:
+    people = load_people(real_lfw / "people.txt")
+    for fold in range(1, 11):
+        config = fold_config(TrainConfig(preset="cpu"), fold).resolved()
+        lists = plan_lists(real_lfw, config)
+        assert len(lists.train) + len(lists.val) == 5400
+        assert lists.seen_people.isdisjoint(lists.eval_people)
+        assert {name for name, _ in people[fold - 1]} <= lists.eval_people
+        assert people_of(lists.train).isdisjoint(people_of(lists.val))
+
+
+def test_a_pairs_txt_that_breaks_the_view2_split_is_refused(fresh_tree: Path) -> None:
+    pairs = fresh_tree / "pairs.txt"
+    pairs.write_text(pairs.read_text().replace("Train_Person00", "Train_Person07", 1))  # fold 2's person in fold 1
+    with pytest.raises(LfwbenchError, match="fold 1 names 1 people outside fold 1 of people.txt"):
+        plan_lists(fresh_tree, fold_config(TINY, 1).resolved())
+    with pytest.raises(LfwbenchError, match="has 2 folds"):
+        plan_lists(fresh_tree, fold_config(TINY, 3).resolved())
+
+
+
+
+def crossval_command(tree: Path, runs: Path, *extra: str):
+    args = ["crossval", "--data", tree, "--preset", "tiny", "--epochs", "1", "--batch-size", "2",
+            "--val-fraction", "0.3", "--seed", "1", "--runs", runs, *extra]  # fmt: skip
+    return CliRunner().invoke(main_command(), [str(arg) for arg in args])
+
+
+def main_command():
+    from lfwbench.cli import main
+
+    return main
+
+
+def test_crossval_scores_each_fold_with_a_model_that_never_saw_its_people(lfw_tree: Path, tmp_path: Path) -> None:
+    result = crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1")
+    assert result.exit_code == 0, result.output
+    stamp = (tmp_path / "cv" / "fold01" / "best.keras").stat().st_mtime_ns
+    result = crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1-2")  # fold 1 read back, fold 2 trained
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cv" / "fold01" / "best.keras").stat().st_mtime_ns == stamp
+    stored = json.loads((tmp_path / "cv" / "crossval.json").read_text())
+    assert [row["fold"] for row in stored["folds"]] == [1, 2] and all(row["pairs"] == 6 for row in stored["folds"])
+    assert all(row["people_in_training"] == 0 for row in stored["folds"])
+    config = json.loads((tmp_path / "cv" / "fold02" / "config.json").read_text())
+    assert config["split"]["eval_people_in_training_or_validation"] == 0 and config["config"]["fold"] == 2
+    assert len(stored["averaged_roc"]["fpr"]) == len(stored["averaged_roc"]["tpr"]) > 2
+    mean = sum(row["accuracy"] for row in stored["folds"]) / 2
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"View 2, restricted, no outside data: {mean:.4f} ± ") and "(û ± SE over 2 folds)" in last
+    assert (tmp_path / "cv" / "crossval.csv").read_text().startswith("fold,pairs,accuracy,threshold")
+
+
+def test_crossval_with_other_options_in_the_same_folder_is_refused(lfw_tree: Path, tmp_path: Path) -> None:
+    assert crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1").exit_code == 0
+    (tmp_path / "cv" / "fold01" / "summary.json").unlink()  # as if interrupted after training
+    result = crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1", "--dropout", "0.5")
+    assert result.exit_code == 1 and "holds a run with other options" in result.output, result.output
+
+
+def test_crossval_on_a_local_ray_cluster_equals_the_sequential_run(lfw_tree: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray has no wheel for this interpreter")
+    from lfwbench.jobs import Runner, crossval
+
+    sequential = crossval(TINY, lfw_tree, tmp_path / "here", [1, 2])
+    on_ray = crossval(TINY, lfw_tree, tmp_path / "ray", [1, 2], Runner(ray="", cpus=1))
+    keys = ("fold", "pairs", "accuracy", "threshold", "tpr", "tnr", "auc", "people_in_training")
+    assert [[getattr(row, k) for k in keys] for row in on_ray.folds] == [
+        [getattr(row, k) for k in keys] for row in sequential.folds
+    ]
+    assert on_ray.summary == sequential.summary
+
+
+def test_a_task_whose_folder_the_driver_cannot_see_fails_clearly(lfw_tree: Path, tmp_path: Path, monkeypatch) -> None:
+    from lfwbench import jobs
+
+    def elsewhere(job: jobs.Job) -> jobs.JobResult:  # a task that wrote on its own machine's disk
+        return jobs.JobResult(tmp_path / "on-another-machine" / job.folder.name, {})
+
+    monkeypatch.setattr(jobs, "run_job", elsewhere)
+    runner = jobs.Runner(ray=None)
+    monkeypatch.setattr(runner, "ray", "")
+    pytest.importorskip("ray", reason="Ray has no wheel for this interpreter")
+    with pytest.raises(LfwbenchError, match="not visible here; on a cluster the runs folder must be a filesystem"):
+        runner.run([jobs.Job(replace(TINY, fold=1), lfw_tree, tmp_path / "fold01")], lambda message: None)
+    assert os.environ.get("RAY_ADDRESS") is None
