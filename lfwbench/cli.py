@@ -602,20 +602,53 @@ report_options = [
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Render from saved results.json instead (no TensorFlow needed); repeatable.",
 )
+@click.option(
+    "--crossval",
+    "crossval_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Report a View 2 cross-validation: the --runs folder of `lfwbench crossval`.",
+)
+@click.option(
+    "--devtest",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --crossval: results.json of the same preset on pairsDevTest, shown beside it.",
+)
 @evaluation_options
 @with_options(report_options)
-def report(models, results_files, out, fail_under, plotlyjs, gallery, **options) -> None:
+def report(models, results_files, crossval_dir, devtest, out, fail_under, plotlyjs, gallery, **options) -> None:
     """Evaluate and write one self-contained HTML report (and its results JSON).
 
     Example: lfwbench report --model runs/quick/best.h5 --data ../shared/lfw
     """
     from lfwbench.results import read_results
 
+    if crossval_dir:
+        write_crossval_page(crossval_dir, devtest, out, plotlyjs, fail_under)
+        return
     if not models and not results_files:
-        raise click.UsageError("give --model CHECKPOINT or --results FILE")
+        raise click.UsageError("give --model CHECKPOINT, --results FILE or --crossval DIR")
     results = [read_results(path) for path in results_files]
     results += [run_evaluation(model, **options) for model in models]
     write_report_files(results, out, plotlyjs, gallery, fail_under, results_files + models)
+
+
+def write_crossval_page(folder: Path, devtest: Path | None, out: Path | None, plotlyjs: str, fail_under) -> None:
+    """reports/crossval-FOLDER.html from FOLDER/crossval.json, then --fail-under on û."""
+    from lfwbench.files import refuse_overwriting
+    from lfwbench.report import write_crossval_report
+    from lfwbench.results import read_crossval, read_results
+    from lfwbench.runs import CROSSVAL_JSON
+
+    out = out or Path("reports") / f"crossval-{folder.resolve().name}.html"
+    refuse_overwriting([out], [folder / CROSSVAL_JSON, *([devtest] if devtest else [])])
+    crossval = read_crossval(folder / CROSSVAL_JSON)
+    write_crossval_report(out, crossval, read_results(devtest) if devtest else None, plotlyjs)
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    click.echo(crossval.headline())
+    if fail_under is not None and crossval.summary["mean"] < fail_under:
+        raise click.ClickException(
+            f"View 2 mean accuracy {crossval.summary['mean']:.4f} is below --fail-under {fail_under}"
+        )
 
 
 @main.command()

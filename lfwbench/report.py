@@ -25,7 +25,7 @@ from lfwbench.errors import ImageError
 from lfwbench.files import atomic_open
 from lfwbench.images import ImageSpec, decode_image
 from lfwbench.metrics import mcnemar_exact
-from lfwbench.results import PairRecord, Results
+from lfwbench.results import Crossval, PairRecord, Results
 
 THUMBNAIL_SIDE = 88
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -239,6 +239,61 @@ def disagreement_cards(results: list[Results], count: int, thumbnails: dict[str,
     return cards
 
 
+def plotly_script(plotlyjs: str) -> Markup:
+    """plotly.js once per page: inlined (offline, about 4.7 MB) or from the CDN."""
+    if plotlyjs == "inline":
+        return Markup(f"<script>{plotly.offline.get_plotlyjs()}</script>")
+    return Markup(f'<script src="https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"></script>')
+
+
+def crossval_figures(crossval: Crossval) -> dict[str, Markup]:
+    """The fold-averaged and pooled ROC, and each fold's accuracy at its threshold."""
+    roc = go.Figure()
+    roc.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", line={"color": "#bbb", "dash": "dot"}))
+    for key, name, colour in (
+        ("averaged_roc", "averaged over folds", COLOURS[0]),
+        ("pooled_roc", "pooled", COLOURS[1]),
+    ):
+        curve = getattr(crossval, key)
+        roc.add_trace(
+            go.Scatter(
+                x=curve["fpr"], y=curve["tpr"], name=name, line={"color": colour}, customdata=curve["threshold"],
+                hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
+            )
+        )  # fmt: skip
+    roc.update_xaxes(title_text="false positive rate (different pairs called same)", range=[0, 1])
+    roc.update_yaxes(title_text="true positive rate (same pairs called same)", range=[0, 1.01])
+    folds = go.Figure(
+        go.Bar(
+            x=[f"fold {row.fold}" for row in crossval.folds], y=[row.accuracy for row in crossval.folds],
+            text=[f"threshold {row.threshold:.3f}" for row in crossval.folds], marker_color=COLOURS[0],
+        )
+    )  # fmt: skip
+    folds.update_yaxes(title_text="accuracy at the fold's validation threshold", range=[0, 1])
+    return {"roc": figure_html(roc, "fig-crossval-roc"), "thresholds": figure_html(folds, "fig-crossval-folds")}
+
+
+def write_crossval_report(
+    path: str | Path, crossval: Crossval, devtest: Results | None = None, plotlyjs: str = "inline"
+) -> Path:
+    """The View 2 report: per-fold table, ROC averaged over folds, configuration, machine; written atomically."""
+    html = (
+        _environment()
+        .get_template("crossval.html.j2")
+        .render(
+            crossval=crossval,
+            devtest=devtest,
+            figures=crossval_figures(crossval),
+            css=Markup((files("lfwbench.templates") / "report.css").read_text(encoding="utf-8")),
+            plotly_script=plotly_script(plotlyjs),
+            lfwbench_version=__version__,
+        )
+    )
+    with atomic_open(path) as handle:
+        handle.write(html)
+    return Path(path)
+
+
 def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int = 10) -> str:
     """The report of one or several evaluations of the same pair list, as one HTML string."""
     thumbnails: dict[str, str] = {}
@@ -264,13 +319,7 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
             }
         )
     disagreements = disagreement_cards(results, gallery, thumbnails) if len(results) > 1 else []
-    script = (
-        Markup(f"<script>{plotly.offline.get_plotlyjs()}</script>")
-        if plotlyjs == "inline"
-        else Markup(
-            f'<script src="https://cdn.plot.ly/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"></script>'
-        )
-    )
+    script = plotly_script(plotlyjs)
     environment = _environment()
     return environment.get_template("report.html.j2").render(
         results=results,

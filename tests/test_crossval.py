@@ -40,8 +40,6 @@ def test_a_pairs_txt_that_breaks_the_view2_split_is_refused(fresh_tree: Path) ->
         plan_lists(fresh_tree, fold_config(TINY, 3).resolved())
 
 
-
-
 def crossval_command(tree: Path, runs: Path, *extra: str):
     args = ["crossval", "--data", tree, "--preset", "tiny", "--epochs", "1", "--batch-size", "2",
             "--val-fraction", "0.3", "--seed", "1", "--runs", runs, *extra]  # fmt: skip
@@ -106,3 +104,17 @@ def test_a_task_whose_folder_the_driver_cannot_see_fails_clearly(lfw_tree: Path,
     with pytest.raises(LfwbenchError, match="not visible here; on a cluster the runs folder must be a filesystem"):
         runner.run([jobs.Job(replace(TINY, fold=1), lfw_tree, tmp_path / "fold01")], lambda message: None)
     assert os.environ.get("RAY_ADDRESS") is None
+
+
+def test_report_of_a_crossval_has_its_per_fold_table(lfw_tree: Path, tmp_path: Path) -> None:
+    assert crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1-2").exit_code == 0
+    page = tmp_path / "cv.html"
+    args = ["report", "--crossval", tmp_path / "cv", "--out", page, "--plotlyjs", "cdn"]
+    result = CliRunner().invoke(main_command(), [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert html.count("<tr><td>") == 2 and "View 2, restricted, no outside data" in html and "fig-crossval-roc" in html
+    assert "Unfinished" not in html  # the synthetic pairs.txt has two folds, both run
+    args = ["report", "--crossval", tmp_path / "cv", "--out", tmp_path / "cv" / "crossval.json"]
+    result = CliRunner().invoke(main_command(), [str(arg) for arg in args])
+    assert result.exit_code == 1 and "is also an input" in result.output

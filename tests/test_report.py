@@ -101,7 +101,7 @@ def test_results_render_without_tensorflow_and_fail_under(make_results, lfw_tree
 
 def test_report_command_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report"])
-    assert result.exit_code == 2 and "give --model CHECKPOINT or --results FILE" in result.output
+    assert result.exit_code == 2 and "give --model CHECKPOINT, --results FILE or --crossval DIR" in result.output
     (tmp_path / "r.json").write_text("{}")
     result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
     assert result.exit_code == 1 and "r.json" in result.output and "re-run evaluate" in result.output
@@ -152,3 +152,50 @@ def test_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_path: Pat
     assert injected, "a person's name ran as a script"
     assert narrow, "the page scrolls sideways on a narrow screen"
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
+
+
+def hand_made_crossval(folds: int = 10, done: int = 10):
+    from lfwbench.results import Crossval, FoldRow
+
+    rows = [FoldRow(k, 600, 0.86 + 0.002 * k, 0.03, 0.9, 0.82, 0.94, 0.8, 0, 16.0, f"runs/cv/fold{k:02d}")
+            for k in range(1, done + 1)]  # fmt: skip
+    curve = {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.7, 1.0], "threshold": [1.0, 0.05, 0.0]}
+    return Crossval({"preset": "cpu", "seed": 0, "regime": "unrestricted"}, rows, folds,
+                    {"mean": 0.87, "std": 0.006, "standard_error": 0.002}, curve, curve,
+                    {"cpu": "AMD EPYC", "vector_instructions": "avx512f avx2", "cores": 2, "python": "3.11",
+                     "os": "Linux"}, "2026-01-01T00:00:00+00:00")  # fmt: skip
+
+
+def test_an_unfinished_crossval_says_so(tmp_path: Path) -> None:
+    from lfwbench.report import write_crossval_report
+
+    crossval = hand_made_crossval(done=3)
+    assert (
+        crossval.headline()
+        == "View 2, unrestricted, no outside data: 0.8700 ± 0.0020 (û ± SE over 3 of 10 folds, unfinished)"
+    )
+    html = write_crossval_report(tmp_path / "cv.html", crossval, plotlyjs="cdn").read_text()
+    assert "Unfinished:</strong> 3 of 10 folds" in html and html.count("<tr><td>") == 3
+
+
+@pytest.mark.browser
+def test_crossval_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium is not installed")
+    from lfwbench.report import write_crossval_report
+
+    page_path = write_crossval_report(tmp_path / "cv.html", hand_made_crossval(), make_results(lfw_tree))
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_context(offline=True).new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(page_path.as_uri())
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2")
+        rows = page.eval_on_selector_all("#folds tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "crossval.png"), full_page=True)
+        browser.close()
+    assert errors == [] and rows == [str(k) for k in range(1, 11)]
