@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import click
 import numpy as np
 
 from lfwbench import runs
@@ -44,6 +45,10 @@ class JobResult:
     summary: dict
 
 
+def progress_line(message: str) -> None:
+    click.echo(message, err=True)  # stderr: stdout carries results (a Ray task's stays on its worker)
+
+
 def run_job(job: Job) -> JobResult:
     """Train the job's run (resuming an interrupted one, reading back a finished one), then score its fold."""
     from lfwbench.training import train
@@ -58,7 +63,7 @@ def run_job(job: Job) -> JobResult:
             stored = TrainConfig.stored(folder.read_config()["config"])
             if replace(stored, epochs=None) != replace(job.config.resolved(), epochs=None):
                 raise LfwbenchError(f"{job.folder}: holds a run with other options; choose another runs folder")
-        result = train(job.config, job.root, job.folder, mode=mode, verbose=0)
+        result = train(job.config, job.root, job.folder, mode=mode, verbose=0, progress=progress_line)
         summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
         write_json(done, summary)
     if job.config.fold and not (job.folder / runs.FOLD_RESULTS).is_file():

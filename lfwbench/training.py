@@ -283,9 +283,16 @@ class RunRecorder(keras.callbacks.Callback):
     Early stopping is computed from the stored history, so it carries over a `--resume`.
     """
 
-    def __init__(self, folder: runs.RunFolder, history: list[dict], config: TrainConfig, siamese: keras.Model):
+    def __init__(
+        self,
+        folder: runs.RunFolder,
+        history: list[dict],
+        config: TrainConfig,
+        siamese: keras.Model,
+        progress: Callable[[str], None] | None = None,
+    ):
         super().__init__()
-        self.folder, self.history, self.config = folder, history, config
+        self.folder, self.history, self.config, self.progress = folder, history, config, progress
         self.siamese = siamese  # what the checkpoints hold, whichever model `fit` trains
         self.stopped_early = False
 
@@ -303,6 +310,12 @@ class RunRecorder(keras.callbacks.Callback):
             for name in (runs.BEST_KERAS, runs.BEST_H5):
                 checkpoints[name] = lambda path: save_model(self.siamese, path, spec)
         self.folder.commit_history(row["epoch"], self.history, checkpoints, random_state(self.siamese))
+        if self.progress is not None:
+            self.progress(
+                f"{self.folder.path.name}: epoch {row['epoch']}/{self.config.epochs} loss {row['loss']:.4f} "
+                f"val_loss {row['val_loss']:.4f} val_accuracy {row.get('val_accuracy', float('nan')):.4f} "
+                f"{row['seconds']:.0f} s"
+            )
         if early_stop_wait([r["val_loss"] for r in self.history], self.config.min_delta) >= self.config.patience:
             self.stopped_early = self.model.stop_training = True
 
@@ -323,13 +336,19 @@ def run_config(config: TrainConfig, root: Path, facts: dict) -> dict:
 
 
 def train(
-    config: TrainConfig, root: Path, out_dir: Path, *, mode: str = "new", verbose: int | str = "auto"
+    config: TrainConfig,
+    root: Path,
+    out_dir: Path,
+    *,
+    mode: str = "new",
+    verbose: int | str = "auto",
+    progress: Callable[[str], None] | None = None,
 ) -> TrainSummary:
     """Train a run in `out_dir` and return its summary; `mode` (see `runs.writing`): `new` needs an empty folder,
     `resume` continues the run there from its last committed epoch (its stored options; `epochs` may grow),
-    `overwrite` replaces it."""
+    `overwrite` replaces it. `progress` gets one line per committed epoch."""
     with runs.writing(out_dir, mode) as folder:
-        return _train(config, root, folder, resume=mode == "resume", verbose=verbose)
+        return _train(config, root, folder, mode == "resume", verbose, progress)
 
 
 def stored_config(folder: runs.RunFolder) -> TrainConfig:
@@ -341,7 +360,14 @@ def stored_config(folder: runs.RunFolder) -> TrainConfig:
         raise LfwbenchError(f"{folder / runs.CONFIG}: not a training config ({error})") from None
 
 
-def _train(config: TrainConfig, root: Path, folder: runs.RunFolder, resume: bool, verbose: int | str) -> TrainSummary:
+def _train(
+    config: TrainConfig,
+    root: Path,
+    folder: runs.RunFolder,
+    resume: bool,
+    verbose: int | str,
+    progress: Callable[[str], None] | None,
+) -> TrainSummary:
     out_dir = folder.path
     history = folder.history() if resume else []
     if resume:
@@ -380,7 +406,7 @@ def _train(config: TrainConfig, root: Path, folder: runs.RunFolder, resume: bool
             if config.person_batch:
                 fitted = all_pairs_model(model, config.person_batch)
                 fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
-        recorder = RunRecorder(folder, history, config, model)
+        recorder = RunRecorder(folder, history, config, model, progress)
         callbacks: list[keras.callbacks.Callback] = [PairValidation(model, val_set)] if fitted is not model else []
         callbacks.append(recorder)
         if config.reduce_lr:

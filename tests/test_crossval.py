@@ -118,3 +118,14 @@ def test_report_of_a_crossval_has_its_per_fold_table(lfw_tree: Path, tmp_path: P
     args = ["report", "--crossval", tmp_path / "cv", "--out", tmp_path / "cv" / "crossval.json"]
     result = CliRunner().invoke(main_command(), [str(arg) for arg in args])
     assert result.exit_code == 1 and "is also an input" in result.output
+
+
+def test_search_on_a_local_ray_cluster_equals_the_sequential_search(lfw_tree: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray has no wheel for this interpreter")
+    from lfwbench.jobs import Runner, grid, search
+
+    combinations = grid(lr=[1e-3, 1e-2])
+    here = search(TINY, lfw_tree, tmp_path / "here", combinations)
+    on_ray = search(TINY, lfw_tree, tmp_path / "ray", combinations, Runner(ray=""))
+    keys = ("run", "best_val_loss", "best_val_accuracy", "epochs_run")
+    assert [[row[k] for k in keys] for row in on_ray] == [[row[k] for k in keys] for row in here]
