@@ -407,6 +407,11 @@ def crossval(data, folds, runs_dir, ray_address, cpus_per_job, gpus_per_job, **o
     from lfwbench.jobs import crossval as run_crossval
     from lfwbench.runs import CROSSVAL_CSV, CROSSVAL_JSON
 
+    context = click.get_current_context()
+    for name in ("train_list", "eval_list"):
+        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            option = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{option} does not apply: crossval trains and scores on pairs.txt and people.txt")
     runs_dir = runs_dir or Path("runs") / f"crossval-{options['preset']}-seed{options['seed']}"
     runner = job_runner(ray_address, cpus_per_job, gpus_per_job)
     result = run_crossval(train_config(options), resolve_data_root(data), runs_dir, folds, runner, echo_err)
