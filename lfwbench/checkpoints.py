@@ -10,9 +10,11 @@ checkpoint copied out of its run folder is still fed the images it was trained o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +48,19 @@ def _without_compile_state(model: keras.Model) -> keras.Model:
     return copy
 
 
+@contextlib.contextmanager
+def quiet_absl() -> Iterator[None]:
+    """absl's warnings off for the block: Keras logs one for every .h5 it writes, lfwbench writes one per epoch."""
+    from absl import logging as absl_logging
+
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(verbosity)
+
+
 def save_model(
     model: keras.Model, path: str | Path, spec: ImageSpec | None = None, include_optimizer: bool = False
 ) -> None:
@@ -56,8 +71,8 @@ def save_model(
         size, _, channels = model.get_layer("twin").input.shape[1:]
         spec = ImageSpec(int(size), int(channels))
     stamp = json.dumps(asdict(spec), sort_keys=True)
-    with replacing(path) as temporary, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Keras calls .h5 "legacy"; users ask for it by name
+    with replacing(path) as temporary, warnings.catch_warnings(), quiet_absl():
+        warnings.simplefilter("ignore")  # Keras calls .h5 "legacy" (through absl too); users ask for it by name
         target.save(temporary)
         if zipfile.is_zipfile(temporary):
             with zipfile.ZipFile(temporary, "a") as archive:

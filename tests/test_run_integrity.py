@@ -193,3 +193,10 @@ def test_a_resumed_run_draws_the_same_dropout_and_augmentation_as_an_uninterrupt
     train(TrainConfig(epochs=2), lfw_tree, tmp_path / "parts", mode="resume", verbose=0)
     parts = train(TrainConfig(epochs=3), lfw_tree, tmp_path / "parts", mode="resume", verbose=0)
     assert rows(parts.history) == rows(whole.history)
+
+
+def test_training_logs_no_legacy_hdf5_warning_per_epoch(lfw_tree: Path, tmp_path: Path, capfd) -> None:
+    train(replace(TINY, epochs=2), lfw_tree, tmp_path / "run", verbose=0, progress=print)
+    captured = capfd.readouterr()
+    assert "HDF5" not in captured.err and "legacy" not in captured.err
+    assert captured.out.count("run: epoch ") == 2  # one progress line per committed epoch
