@@ -192,7 +192,8 @@ def evaluate(
     if overlap:
         metrics["warnings"].append(f"leakage: {len(overlap)} people of {pair_list.name} were in the training lists")
 
-    predicted = (scores >= 0.5).astype(int)
+    decisive = metrics["at_validation_threshold"]["threshold"] if threshold is not None else 0.5
+    predicted = (scores >= decisive).astype(int)  # the operating point decides the verdicts, as in the headline
     records = [
         PairRecord(
             pair.name1, str(loaded.paths[i]), pair.name2, str(loaded.paths[j]), pair.fold + 1,

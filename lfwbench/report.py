@@ -87,14 +87,16 @@ def _balanced(pairs: list[PairRecord], count: int) -> list[PairRecord]:
 
 
 def gallery_sections(results: Results, count: int) -> list[tuple[str, str, list[PairRecord]]]:
-    """Most confident mistakes, then borderline pairs, then confident correct ones, both classes in each."""
-    margin = lambda pair: abs(pair.probability - 0.5)  # noqa: E731
+    """Most confident mistakes, then borderline pairs, then confident correct ones, both classes in each; right and
+    wrong, near and far, at the operating point."""
+    threshold = results.operating_point["threshold"]
+    margin = lambda pair: abs(pair.probability - threshold)  # noqa: E731
     wrong = sorted((p for p in results.pairs if not p.correct), key=margin, reverse=True)
     right = sorted((p for p in results.pairs if p.correct), key=margin, reverse=True)
     borderline = sorted(results.pairs, key=margin)
     return [
         ("mistakes", "Most confident mistakes", _balanced(wrong, count)),
-        ("borderline", "Borderline pairs (probability near 0.5)", _balanced(borderline, count)),
+        ("borderline", f"Borderline pairs (probability near {threshold:.3f})", _balanced(borderline, count)),
         ("correct", "Confident correct pairs", _balanced(right, count)),
     ]
 
@@ -196,7 +198,7 @@ def threshold_figure(result: Results) -> go.Figure:
 
 
 def confusion_figure(result: Results) -> go.Figure:
-    (tn, fp), (fn, tp) = result.metrics["at_0.5"]["confusion"]
+    (tn, fp), (fn, tp) = result.operating_point["confusion"]
     figure = go.Figure(
         go.Heatmap(
             z=[[tp, fn], [fp, tn]], x=["predicted same", "predicted different"], y=["same", "different"],

@@ -10,6 +10,7 @@ from lfwbench.errors import LfwbenchError
 from lfwbench.files import write_csv, write_json
 
 SCHEMA_VERSION = 1
+GATES = ("accuracy", "auc", "view2")  # what --fail-under may gate; accuracy is at the operating point
 PREDICTION_COLUMNS = ("name1", "image1", "name2", "image2", "fold", "label", "probability", "predicted")
 
 
@@ -51,6 +52,26 @@ class Results:
     @property
     def name(self) -> str:
         return self.model.get("name", "model")
+
+    @property
+    def operating_point(self) -> dict:
+        """The rates at the threshold that decides: the one chosen on validation pairs, else 0.5."""
+        return self.metrics.get("at_validation_threshold") or self.metrics["at_0.5"]
+
+    @property
+    def operating_label(self) -> str:
+        where = "the validation threshold" if "at_validation_threshold" in self.metrics else "0.5 (no validation pairs)"
+        return f"{where} {self.operating_point['threshold']:.3f}"
+
+    def gate_value(self, metric: str) -> tuple[float, str]:
+        """The figure `--gate` compares with `--fail-under`, and a line naming it."""
+        if metric == "accuracy":
+            return self.operating_point["accuracy"], f"accuracy at {self.operating_label}"
+        if metric == "auc":
+            return self.metrics["auc"], "AUC"
+        if "view2" not in self.metrics:
+            raise LfwbenchError(f"{self.name}: --gate view2 needs a View 2 evaluation (--view2 pairs.txt)")
+        return self.metrics["view2"]["mean"], "View 2 mean accuracy over folds"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -94,8 +94,11 @@ def test_results_render_without_tensorflow_and_fail_under(make_results, lfw_tree
     out = tmp_path / "out" / "report.html"
     run = subprocess.run([sys.executable, "-c", REPORT_WITHOUT_TENSORFLOW, str(tmp_path / "r.json"), str(out)],
                          capture_output=True, text=True)  # fmt: skip
-    assert run.stdout.strip().endswith("exit 1 False"), run.stdout + run.stderr
-    assert "is below --fail-under 0.99" in run.stderr
+    assert run.stdout.strip().endswith("exit 3 False"), run.stdout + run.stderr
+    assert (
+        "Below the gate: accuracy at the validation threshold 0.450" in run.stderr
+        and "< --fail-under 0.99" in run.stderr
+    )
     assert out.is_file() and out.with_suffix(".json").is_file()
 
 
@@ -199,3 +202,28 @@ def test_crossval_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_
         page.screenshot(path=str(ARTIFACTS / "crossval.png"), full_page=True)
         browser.close()
     assert errors == [] and rows == [str(k) for k in range(1, 11)]
+
+
+@pytest.mark.parametrize(
+    "extra, code",
+    [
+        (["--fail-under", "0.5"], 0),
+        # between accuracy at 0.5 and at the validation threshold: the operating point is what is gated
+        (["--fail-under", "GATE"], 3),
+        (["--fail-under", "0.99", "--gate", "auc"], 3),
+        (["--fail-under", "0.5", "--gate", "view2"], 1),  # not a View 2 evaluation: an error, not a verdict
+        (["--fail-under", "1.5"], 2),
+        (["--gate", "loss"], 2),
+    ],
+)
+def test_the_gate_exits_3_below_the_operating_point_and_keeps_1_and_2_for_errors(
+    make_results, lfw_tree: Path, tmp_path: Path, extra: list[str], code: int
+) -> None:
+    results = make_results(lfw_tree)
+    at_threshold, at_half = results.operating_point["accuracy"], results.metrics["at_0.5"]["accuracy"]
+    assert at_threshold < at_half  # the hand-made results differ at the two thresholds
+    write_results(tmp_path / "r.json", results)
+    extra = [str((at_threshold + at_half) / 2) if value == "GATE" else value for value in extra]
+    args = ["report", "--results", str(tmp_path / "r.json"), "--out", str(tmp_path / "page.html"), "--plotlyjs", "cdn"]
+    result = CliRunner().invoke(main, args + extra)
+    assert result.exit_code == code, result.output

@@ -200,3 +200,12 @@ def test_training_logs_no_legacy_hdf5_warning_per_epoch(lfw_tree: Path, tmp_path
     captured = capfd.readouterr()
     assert "HDF5" not in captured.err and "legacy" not in captured.err
     assert captured.out.count("run: epoch ") == 2  # one progress line per committed epoch
+
+
+def test_verdicts_gallery_and_confusion_follow_the_validation_threshold(cropped_run: Path, lfw_tree: Path) -> None:
+    results = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree)
+    threshold = results.metrics["at_validation_threshold"]["threshold"]
+    assert [p.predicted for p in results.pairs] == [int(p.probability >= threshold) for p in results.pairs]
+    assert sum(p.correct for p in results.pairs) == round(results.operating_point["accuracy"] * len(results.pairs))
+    (tn, fp), (fn, tp) = results.operating_point["confusion"]
+    assert tp + tn == sum(p.correct for p in results.pairs)
