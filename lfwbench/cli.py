@@ -445,26 +445,28 @@ def ensemble(models: tuple[Path, ...], out: Path, overwrite: bool) -> None:
     click.echo(f"checkpoints: {write_ensemble(models, out, overwrite)} and best.h5 ({len(models)} members)")
 
 
-def echo_headline(results) -> None:
-    """The one-screen summary of an evaluation."""
-    m = results.metrics
-    half = m["at_0.5"]
-    ci = half["accuracy_ci"]
+def echo_headline(results, err: bool = False) -> None:
+    """The one-screen summary of an evaluation: the operating point first, then 0.5, the curve, the engine."""
+    m, point = results.metrics, results.operating_point
+    ci, half = point["accuracy_ci"], m["at_0.5"]
     flip = ", test-time flip averaging" if results.settings.get("flip_tta") else ""
-    click.echo(f"{results.name} on {results.data['pair_list_name']} ({m['pairs']} pairs{flip})")
-    click.echo(f"  loss      {m['loss']:.4f}")
-    click.echo(f"  accuracy  {half['accuracy']:.4f}  (95% CI {ci['low']:.3f}-{ci['high']:.3f}, threshold 0.5)")
-    click.echo(f"  TPR same  {half['tpr']:.4f}   TNR different {half['tnr']:.4f}")
-    click.echo(f"  AUC       {m['auc']:.4f}   EER {m['eer']:.4f}")
-    if "at_validation_threshold" in m:
-        val = m["at_validation_threshold"]
-        click.echo(f"  accuracy  {val['accuracy']:.4f}  at the validation threshold {val['threshold']:.3f}")
+    fold = f" fold {results.data['fold']}" if results.data.get("fold") else ""
+    engine = results.settings.get("engine", "not recorded")
+    lines = [
+        f"{results.name} on {results.data['pair_list_name']}{fold} ({m['pairs']} pairs{flip}; engine {engine})",
+        f"  accuracy  {point['accuracy']:.4f}  (95% CI {ci['low']:.3f}-{ci['high']:.3f}) at {results.operating_label}",
+        f"  TPR same  {point['tpr']:.4f}   TNR different {point['tnr']:.4f}",
+        f"  at 0.5    {half['accuracy']:.4f}  (TPR {half['tpr']:.4f}, TNR {half['tnr']:.4f})",
+        f"  AUC       {m['auc']:.4f}   EER {m['eer']:.4f}   loss {m['loss']:.4f}",
+    ]
     if "view2" in m:
         v2 = m["view2"]
-        click.echo(
+        lines.append(
             f"  View 2    {v2['mean']:.4f} ± {v2['std']:.4f} (std over {len(v2['fold_accuracies'])} folds; "
             f"standard error {v2['standard_error']:.4f})"
         )
+    for line in lines:
+        click.echo(line, err=err)
     for warning in m["warnings"]:
         echo_err(f"Warning: {warning}")
 
@@ -546,7 +548,7 @@ def run_evaluation(model: Path, data: Path | None, pairs_path: Path | None, view
 
     if pairs_path and view2:
         raise click.UsageError("give --pairs or --view2, not both")
-    return evaluate_model(model, resolve_data_root(data), view2 or pairs_path, **options)
+    return evaluate_model(model, resolve_data_root(data), view2 or pairs_path, view2=view2 is not None, **options)
 
 
 @main.command()
@@ -557,7 +559,11 @@ def run_evaluation(model: Path, data: Path | None, pairs_path: Path | None, view
     help="Checkpoint: .keras or .h5 (lfwbench's, or the original notebook's Keras 2 .h5).",
 )
 @evaluation_options
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write results.json here.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Write results.json here (- for stdout).",
+)
 @click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write per-pair CSV here.")
 @gate_options
 def evaluate(model: Path, out: Path | None, predictions: Path | None, fail_under, gate, **options) -> None:
@@ -565,11 +571,14 @@ def evaluate(model: Path, out: Path | None, predictions: Path | None, fail_under
 
     Example: lfwbench evaluate --model runs/quick/best.h5 --data ../shared/lfw --out results.json
     """
-    from lfwbench.results import write_predictions, write_results
+    from lfwbench.results import results_json, write_predictions, write_results
 
     results = run_evaluation(model, **options)
-    echo_headline(results)
-    if out:
+    to_stdout = out == Path("-")
+    echo_headline(results, err=to_stdout)  # stdout holds the JSON alone then
+    if to_stdout:
+        click.echo(results_json(results))
+    elif out:
         write_results(out, results)
         click.echo(f"wrote {out}")
     if predictions:

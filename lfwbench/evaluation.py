@@ -128,12 +128,13 @@ def evaluate(
     engine: str = "auto",
     progress: bool = True,
     fold: int = 0,
+    view2: bool = False,
 ) -> Results:
     """Score every pair of `pairs_path` (default: pairsDevTest.txt in `root`) and compute all metrics.
 
     The decision threshold is chosen on validation pairs, never on the evaluated ones; View 2 lists (several
     folds) also get the 10-fold protocol; with `fold` only that fold of a View 2 list is scored (`crossval` scores
-    each fold's model so). `engine`: see `prepare_scorer`.
+    each fold's model so); `view2` refuses a list of one fold. `engine`: see `prepare_scorer`.
     """
     timings = {}
     started = time.perf_counter()
@@ -150,6 +151,10 @@ def evaluate(
     started = time.perf_counter()
     pairs_path = Path(pairs_path or root / "pairsDevTest.txt")
     pair_list = load_pairs(pairs_path)
+    if view2 and pair_list.folds < 2:
+        raise LfwbenchError(
+            f"{pair_list.name}: not a View 2 list (one fold, header '{pair_list.per_fold}'); use --pairs"
+        )
     pairs = [pair for pair in pair_list.pairs if pair.fold == fold - 1] if fold else list(pair_list.pairs)
     if fold and not pairs:
         raise LfwbenchError(f"{pair_list.name}: no fold {fold} (it has {pair_list.folds})")

@@ -90,6 +90,11 @@ def write_results(path: str | Path, results: Results) -> None:
     write_json(path, results.to_dict())
 
 
+def results_json(results: Results) -> str:
+    """results.json's text, for `evaluate --out -`."""
+    return json.dumps(results.to_dict(), indent=2, sort_keys=True)
+
+
 def read_results(path: str | Path) -> Results:
     path = Path(path)
     try:

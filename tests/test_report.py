@@ -38,10 +38,12 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
         assert f'id="{div}"' in html
     assert INJECTED not in html and "&lt;script&gt;window.__injected = 1&lt;/script&gt;" in html
     assert html.count("data:image/jpeg;base64,") > 10
-    assert "±2.8 points" in html.replace("about ±2.8", "±2.8")
-    assert "Most confident mistakes" in html and "Borderline" in html and "Confident correct" in html
     at_validation = make_results(lfw_tree).metrics["at_validation_threshold"]
-    assert f"TPR {100 * at_validation['tpr']:.1f}%, TNR {100 * at_validation['tnr']:.1f}%" in html
+    half_width = 100 * (at_validation["accuracy_ci"]["high"] - at_validation["accuracy_ci"]["low"]) / 2
+    assert re.search(rf"±{half_width:.1f}\s+points", html) and "at 1,000 pairs" not in html
+    assert "Most confident mistakes" in html and "Borderline pairs (probability near 0.450)" in html
+    assert f"TPR on 'same'</th><td>{100 * at_validation['tpr']:.1f}%" in html
+    assert "at the validation threshold 0.450" in html and "5 epochs in" in html and "70.8%" in html
 
 
 def test_plotlyjs_inlined_once_and_no_external_request(make_results, lfw_tree: Path) -> None:
@@ -227,3 +229,14 @@ def test_the_gate_exits_3_below_the_operating_point_and_keeps_1_and_2_for_errors
     args = ["report", "--results", str(tmp_path / "r.json"), "--out", str(tmp_path / "page.html"), "--plotlyjs", "cdn"]
     result = CliRunner().invoke(main, args + extra)
     assert result.exit_code == code, result.output
+
+
+def test_mixed_view1_and_view2_results_render_each_with_its_list(make_results, lfw_tree: Path) -> None:
+    view2 = make_results(lfw_tree, name="view2-model")
+    view2.data = {**view2.data, "pair_list_name": "pairs.txt", "folds": 10, "pair_list_md5": "def"}
+    view2.metrics["view2"] = {"fold_accuracies": [0.8] * 10, "mean": 0.8, "std": 0.01, "standard_error": 0.003}
+    html = render_report([view2, make_results(lfw_tree)], plotlyjs="cdn")
+    assert (
+        "view2-model on <strong>pairs.txt</strong>" in html and "model-a on <strong>pairsDevTest.txt</strong>" in html
+    )
+    assert "not a View 2 list" in html and "scored on different pairs: not compared" in html

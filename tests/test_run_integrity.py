@@ -209,3 +209,13 @@ def test_verdicts_gallery_and_confusion_follow_the_validation_threshold(cropped_
     assert sum(p.correct for p in results.pairs) == round(results.operating_point["accuracy"] * len(results.pairs))
     (tn, fp), (fn, tp) = results.operating_point["confusion"]
     assert tp + tn == sum(p.correct for p in results.pairs)
+
+
+def test_view2_refuses_a_view1_list_and_out_dash_prints_only_json(cropped_run: Path, lfw_tree: Path) -> None:
+    args = ["evaluate", "--model", str(cropped_run / runs.BEST_KERAS), "--data", str(lfw_tree)]
+    result = CliRunner().invoke(main, [*args, "--view2", str(lfw_tree / "pairsDevTest.txt")])
+    assert result.exit_code == 1 and "pairsDevTest.txt: not a View 2 list" in result.output, result.output
+    result = CliRunner().invoke(main, [*args, "--out", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["pair_list_name"] == "pairsDevTest.txt"
+    assert "accuracy" in result.stderr and not Path("-").exists()
