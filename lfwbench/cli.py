@@ -320,7 +320,8 @@ def train(data: Path | None, out: Path | None, resume: bool, overwrite: bool, **
     from lfwbench.training import train as train_run
 
     out = out or default_run_folder(options["preset"], options["seed"])
-    summary = train_run(train_config(options), resolve_data_root(data), out, mode=mode_of(resume, overwrite))
+    mode = mode_of(resume, overwrite)
+    summary = train_run(train_config(options), resolve_data_root(data), out, mode=mode, verbose=0, progress=echo_err)
     echo_summary(summary)
 
 
@@ -721,7 +722,9 @@ def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, 
 
     root = resolve_data_root(data)
     folder = default_run_folder(options["preset"], options["seed"], runs)
-    summary = train_run(train_config(options), root, folder, mode=mode_of(resume, overwrite))
+    summary = train_run(
+        train_config(options), root, folder, mode=mode_of(resume, overwrite), verbose=0, progress=echo_err
+    )
     echo_summary(summary)
     results = evaluate_model(summary.out_dir / BEST_H5, root, root / options["eval_list"], flip=flip)
     write_report_files([results], out, plotlyjs, gallery, fail_under, gate, (summary.out_dir / BEST_H5,))

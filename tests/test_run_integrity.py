@@ -219,3 +219,12 @@ def test_view2_refuses_a_view1_list_and_out_dash_prints_only_json(cropped_run: P
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["data"]["pair_list_name"] == "pairsDevTest.txt"
     assert "accuracy" in result.stderr and not Path("-").exists()
+
+
+def test_train_prints_results_on_stdout_and_epochs_on_stderr(lfw_tree: Path, tmp_path: Path) -> None:
+    args = ["train", "--data", lfw_tree, "--preset", "tiny", "--epochs", "2", "--batch-size", "4",
+            "--val-fraction", "0.3", "--out", tmp_path / "run"]  # fmt: skip
+    result = CliRunner().invoke(main, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("run: epoch ") == 2 and "━" not in result.stdout and "run: epoch" not in result.stdout
+    assert result.stdout.startswith("best.* hold epoch")
