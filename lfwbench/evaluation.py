@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import shutil
 import time
 from collections.abc import Callable
@@ -12,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lfwbench import __version__
 from lfwbench.checkpoints import image_spec
 from lfwbench.dataset import data_stats
 from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import file_digest
 from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
+from lfwbench.machine import environment, library_versions
 from lfwbench.metrics import best_threshold, summarise, view2_folds
 from lfwbench.pairs import SAME, file_md5, load_pairs, people_of
 from lfwbench.results import PairRecord, Results
@@ -88,19 +87,6 @@ def prepare_scorer(
         return score_pairs(model, pairs.images, pairs.left, pairs.right, batch_size, flip, verbose, embed)
 
     return Scorer(score, model_facts(model, preset), "keras")
-
-
-def library_versions() -> dict:
-    """Versions of the stack, read from package metadata so that no TensorFlow import is needed."""
-    versions = {"lfwbench": __version__}
-    for name, distributions in (("tensorflow", ("tensorflow", "tensorflow-cpu")), ("keras", ("keras",))):
-        for distribution in distributions:
-            try:
-                versions[name] = importlib.metadata.version(distribution)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                versions[name] = "not installed"
-    return versions
 
 
 def _validation_threshold(run: Run | None, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):
@@ -244,5 +230,6 @@ def evaluate(
         leakage=leakage,
         timings=timings,
         versions=library_versions(),
+        environment=environment(),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )

@@ -6,9 +6,15 @@ records is stored beside this description.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+from lfwbench import __version__
 
 VECTOR_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx2", "fma")
 
@@ -30,4 +36,45 @@ def describe() -> dict[str, str | int]:
         "cores": os.cpu_count() or 0,
         "python": platform.python_version(),
         "os": platform.platform(),
+    }
+
+
+LIBRARIES = {"numpy": ("numpy",), "tensorflow": ("tensorflow", "tensorflow-cpu"), "keras": ("keras",),
+             "opencv": ("opencv-python-headless", "opencv-python")}  # fmt: skip
+
+
+def library_versions() -> dict[str, str]:
+    """lfwbench's and its stack's versions, read from package metadata (no TensorFlow import)."""
+    versions = {"lfwbench": __version__}
+    for name, distributions in LIBRARIES.items():
+        versions[name] = "not installed"
+        for distribution in distributions:
+            try:
+                versions[name] = importlib.metadata.version(distribution)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def _output(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def environment() -> dict[str, str | int]:
+    """Everything that says what produced a figure: the machine, GPU, versions, git commit of a checkout, command."""
+    checkout = Path(__file__).resolve().parents[1]
+    commit = (
+        _output(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"]) if (checkout / ".git").exists() else ""
+    )
+    gpu = _output(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]) if shutil.which("nvidia-smi") else ""
+    return {
+        **describe(),
+        "gpu": gpu.replace("\n", ", ") or "none",
+        **{f"{name}_version": version for name, version in library_versions().items()},
+        "git_commit": commit or "not a checkout",
+        "command": " ".join(["lfwbench" if Path(sys.argv[0]).name == "lfwbench" else sys.argv[0], *sys.argv[1:]]),
     }

@@ -46,6 +46,7 @@ class Results:
     leakage: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 

@@ -44,6 +44,7 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
     assert "Most confident mistakes" in html and "Borderline pairs (probability near 0.450)" in html
     assert f"TPR on 'same'</th><td>{100 * at_validation['tpr']:.1f}%" in html
     assert "at the validation threshold 0.450" in html and "5 epochs in" in html and "70.8%" in html
+    assert "AMD EPYC (avx512f avx2)" in html and "commit abc1234" in html and "lfwbench report --model m.keras" in html
 
 
 def test_plotlyjs_inlined_once_and_no_external_request(make_results, lfw_tree: Path) -> None:

@@ -209,6 +209,8 @@ def test_verdicts_gallery_and_confusion_follow_the_validation_threshold(cropped_
     assert sum(p.correct for p in results.pairs) == round(results.operating_point["accuracy"] * len(results.pairs))
     (tn, fp), (fn, tp) = results.operating_point["confusion"]
     assert tp + tn == sum(p.correct for p in results.pairs)
+    environment = results.environment
+    assert environment["cores"] >= 1 and environment["vector_instructions"] and environment["tensorflow_version"]
 
 
 def test_view2_refuses_a_view1_list_and_out_dash_prints_only_json(cropped_run: Path, lfw_tree: Path) -> None:
