@@ -9,7 +9,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, bootstrap, norm
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from lfwbench.pairs import DIFFERENT, SAME
@@ -118,9 +119,63 @@ def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def tar_at_far(labels: np.ndarray, scores: np.ndarray, far: float) -> float:
-    """True accept rate at the largest false accept rate not above `far`."""
+    """True accept rate at the largest false accept rate not above `far` (NaN when a class is missing)."""
+    if len(np.unique(labels)) < 2:
+        return math.nan
     fpr, tpr, _ = roc_curve(labels, scores, pos_label=SAME)
     return float(tpr[fpr <= far].max())
+
+
+FARS = {"0.01": 1e-2, "0.001": 1e-3}
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_interval(statistic, labels: np.ndarray, scores: np.ndarray, seed: int = 0) -> Interval:
+    """95% percentile interval of `statistic(labels, scores)` over pairs resampled with replacement (SciPy)."""
+    result = bootstrap(
+        (np.asarray(labels), np.asarray(scores, dtype=np.float64)),
+        lambda resampled_labels, resampled_scores: statistic(resampled_labels, resampled_scores),
+        paired=True, vectorized=False, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+        random_state=np.random.default_rng(seed),
+    )  # fmt: skip
+    return Interval(float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    return float(roc_auc_score(labels == SAME, scores)) if len(np.unique(labels)) == 2 else math.nan
+
+
+def operating_curves(labels: np.ndarray, scores: np.ndarray) -> dict:
+    """Bootstrap intervals of AUC, EER and TAR at each FAR the different-person pairs allow (at least 1/FAR of
+    them, else None and how many it needs); the DET curve on normal-deviate axes; the reliability diagram."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    different = int((labels == DIFFERENT).sum())
+    tar = {}
+    for key, far in FARS.items():
+        needed = math.ceil(1 / far)
+        if different >= needed:
+            statistic = lambda y, s, far=far: tar_at_far(y, s, far)  # noqa: E731
+            tar[key] = {
+                "value": tar_at_far(labels, scores, far),
+                "ci": asdict(bootstrap_interval(statistic, labels, scores)),
+            }
+        else:
+            tar[key] = {"value": None, "needs_different_pairs": needed}
+    fpr, tpr, _ = roc_curve(labels, scores, pos_label=SAME)
+    inside = (fpr > 0) & (fpr < 1) & (tpr > 0) & (tpr < 1)  # the probit of 0 or 1 is infinite
+    predicted, observed = calibration_curve(labels == SAME, scores, n_bins=10, strategy="uniform")
+    counts = np.histogram(scores, bins=np.linspace(0, 1, 11))[0]
+    return {
+        "auc_ci": asdict(bootstrap_interval(_auc, labels, scores)),
+        "eer_ci": asdict(bootstrap_interval(equal_error_rate, labels, scores)),
+        "tar_at_far": tar,
+        "det": {"fpr_probit": norm.ppf(fpr[inside]).tolist(), "fnr_probit": norm.ppf(1 - tpr[inside]).tolist()},
+        "calibration": {
+            "predicted": predicted.tolist(),
+            "observed": observed.tolist(),
+            "pairs_per_bin": counts.tolist(),
+        },
+    }
 
 
 def threshold_curve(labels: np.ndarray, scores: np.ndarray, points: int = 101) -> dict[str, list[float]]:
@@ -192,7 +247,8 @@ def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float | None = 
         "at_0.5": asdict(at_half),
         "auc": float(roc_auc_score(labels == SAME, scores)),
         "eer": equal_error_rate(labels, scores),
-        "tar_at_far": {"0.01": tar_at_far(labels, scores, 1e-2), "0.001": tar_at_far(labels, scores, 1e-3)},
+        "tar_at_far": {key: tar_at_far(labels, scores, far) for key, far in FARS.items()},
+        "curves": operating_curves(labels, scores),
         "roc": roc_points(labels, scores),
         "threshold_curve": threshold_curve(labels, scores),
         "oracle_best_on_test": asdict(rates_at(labels, scores, oracle)),
@@ -203,11 +259,17 @@ def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float | None = 
     return figures
 
 
-def mean_and_spread(values: list[float]) -> dict[str, float]:
-    """Mean, standard deviation (ddof=1) and standard error of the mean, as the LFW results page reports folds."""
+def mean_and_spread(values: list[float]) -> dict:
+    """Mean, standard deviation (ddof=1) and standard error of the mean, as the LFW results page reports folds,
+    and a 95% bootstrap interval of the mean over the folds (from two folds on)."""
     array = np.asarray(values, dtype=float)
     std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
-    return {"mean": float(array.mean()), "std": std, "standard_error": std / math.sqrt(len(array))}
+    spread = {"mean": float(array.mean()), "std": std, "standard_error": std / math.sqrt(len(array))}
+    if len(array) > 1 and std > 0:
+        interval = bootstrap((array,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                             random_state=np.random.default_rng(0)).confidence_interval  # fmt: skip
+        spread["mean_ci"] = {"low": float(interval.low), "high": float(interval.high)}
+    return spread
 
 
 def averaged_roc(folds: list[tuple[np.ndarray, np.ndarray]], points: int = 401) -> dict[str, list[float]]:

@@ -19,6 +19,7 @@ import plotly
 import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.subplots import make_subplots
+from scipy.stats import norm
 
 from lfwbench import __version__
 from lfwbench.errors import ImageError
@@ -52,6 +53,10 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+
+
+def optional_figure(figure: go.Figure | None, div_id: str) -> Markup | None:
+    return None if figure is None else figure_html(figure, div_id)
 
 
 def figure_html(figure: go.Figure, div_id: str) -> Markup:
@@ -162,6 +167,41 @@ def roc_figure(results: list[Results]) -> go.Figure:
                 )  # fmt: skip
     figure.update_xaxes(title_text="false positive rate (different pairs called same)", range=[0, 1])
     figure.update_yaxes(title_text="true positive rate (same pairs called same)", range=[0, 1.01])
+    return figure
+
+
+def det_figure(results: list[Results]) -> go.Figure | None:
+    """Detection error trade-off: false rejects against false accepts on normal-deviate axes, as NIST draws it."""
+    with_curves = [r for r in results if "curves" in r.metrics]
+    if not with_curves:
+        return None
+    figure = go.Figure()
+    for index, result in enumerate(with_curves):
+        det = result.metrics["curves"]["det"]
+        figure.add_trace(
+            go.Scatter(x=det["fpr_probit"], y=det["fnr_probit"], name=result.name,
+                       line={"color": COLOURS[index % len(COLOURS)]})
+        )  # fmt: skip
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8]
+    axis = {"tickvals": norm.ppf(ticks).tolist(), "ticktext": [f"{100 * t:g}%" for t in ticks]}
+    figure.update_xaxes(title_text="false accept rate (different pairs called same)", **axis)
+    figure.update_yaxes(title_text="false reject rate (same pairs called different)", **axis)
+    return figure
+
+
+def calibration_figure(result: Results) -> go.Figure | None:
+    """Reliability diagram: in each band of predicted P(same), the share of pairs that are the same person."""
+    if "curves" not in result.metrics:
+        return None
+    calibration = result.metrics["curves"]["calibration"]
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="calibrated", line={"color": "#bbb", "dash": "dot"}))
+    figure.add_trace(
+        go.Scatter(x=calibration["predicted"], y=calibration["observed"], mode="lines+markers", name=result.name,
+                   line={"color": COLOURS[0]})
+    )  # fmt: skip
+    figure.update_xaxes(title_text="predicted probability of 'same' (mean in each band)", range=[0, 1])
+    figure.update_yaxes(title_text="share of 'same' pairs", range=[0, 1.01])
     return figure
 
 
@@ -304,6 +344,9 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
     if training is not None:
         figures["training"] = figure_html(training, "fig-training")
     figures["roc"] = figure_html(roc_figure(results), "fig-roc")
+    det = det_figure(results)
+    if det is not None:
+        figures["det"] = figure_html(det, "fig-det")
     models = []
     for index, result in enumerate(results):
         models.append(
@@ -313,6 +356,7 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
                 "distribution": figure_html(distribution_figure(result), f"fig-distribution-{index + 1}"),
                 "thresholds": figure_html(threshold_figure(result), f"fig-thresholds-{index + 1}"),
                 "confusion": figure_html(confusion_figure(result), f"fig-confusion-{index + 1}"),
+                "calibration": optional_figure(calibration_figure(result), f"fig-calibration-{index + 1}"),
                 "gallery": [
                     (key, title, _cards(pairs, data_root(result), thumbnails))
                     for key, title, pairs in gallery_sections(result, gallery)

@@ -115,3 +115,20 @@ def test_metrics_and_report_import_no_tensorflow() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_tar_only_where_the_pairs_allow() -> None:
+    from lfwbench.metrics import equal_error_rate, operating_curves, tar_at_far
+
+    rng = np.random.default_rng(1)
+    labels = np.array([1, 0] * 500)
+    scores = np.clip(0.5 + 0.3 * (labels - 0.5) + rng.normal(0, 0.2, 1000), 0, 1)
+    curves = operating_curves(labels, scores)
+    assert curves["auc_ci"]["low"] < roc_auc_score(labels, scores) < curves["auc_ci"]["high"]
+    assert curves["eer_ci"]["low"] < equal_error_rate(labels, scores) < curves["eer_ci"]["high"]
+    tar = curves["tar_at_far"]
+    assert tar["0.01"]["value"] == tar_at_far(labels, scores, 0.01)
+    assert tar["0.01"]["ci"]["low"] <= tar["0.01"]["value"] <= tar["0.01"]["ci"]["high"]
+    assert tar["0.001"] == {"value": None, "needs_different_pairs": 1000}  # 500 different pairs rest on 0 or 1
+    assert sum(curves["calibration"]["pairs_per_bin"]) == 1000 and len(curves["det"]["fpr_probit"]) > 10
+    assert operating_curves(labels, scores)["auc_ci"] == curves["auc_ci"]  # seeded: the same page twice

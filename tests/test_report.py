@@ -34,7 +34,8 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
     html = render_report([with_injected_mistake(make_results(lfw_tree))])
     for anchor in ("headline", "training", "roc", "model-1", "data", "models", "gallery"):
         assert f'id="{anchor}"' in html and f'href="#{anchor}"' in html
-    for div in ("fig-training", "fig-roc", "fig-distribution-1", "fig-thresholds-1", "fig-confusion-1"):
+    for div in ("fig-training", "fig-roc", "fig-det", "fig-distribution-1", "fig-thresholds-1", "fig-confusion-1",
+                "fig-calibration-1"):  # fmt: skip
         assert f'id="{div}"' in html
     assert INJECTED not in html and "&lt;script&gt;window.__injected = 1&lt;/script&gt;" in html
     assert html.count("data:image/jpeg;base64,") > 10
@@ -44,6 +45,7 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
     assert "Most confident mistakes" in html and "Borderline pairs (probability near 0.450)" in html
     assert f"TPR on 'same'</th><td>{100 * at_validation['tpr']:.1f}%" in html
     assert "at the validation threshold 0.450" in html and "5 epochs in" in html and "70.8%" in html
+    assert "n/a, needs ≥ 100 different-person pairs" in html  # 20 different pairs: no TAR at FAR 1%
     assert "AMD EPYC (avx512f avx2)" in html and "commit abc1234" in html and "lfwbench report --model m.keras" in html
 
 
