@@ -254,9 +254,7 @@ def comparisons(results: list[Results]) -> list[dict]:
     """McNemar's exact test between each two models scored on the same pairs."""
     rows = []
     for first, second in itertools.combinations(results, 2):
-        if [p.line for p in first.pairs] != [p.line for p in second.pairs] or first.data[
-            "pair_list_md5"
-        ] != second.data["pair_list_md5"]:
+        if not same_pairs([first, second]):
             rows.append({"first": first.name, "second": second.name, "note": "scored on different pairs: not compared"})
             continue
         test = mcnemar_exact(np.array([p.correct for p in first.pairs]), np.array([p.correct for p in second.pairs]))
@@ -264,20 +262,36 @@ def comparisons(results: list[Results]) -> list[dict]:
     return rows
 
 
+def same_pairs(results: list[Results]) -> bool:
+    """Whether the models were scored on the same list, pair for pair."""
+    first = results[0]
+    return all(
+        r.data["pair_list_md5"] == first.data["pair_list_md5"]
+        and [p.line for p in r.pairs] == [p.line for p in first.pairs]
+        for r in results[1:]
+    )
+
+
 def disagreement_cards(results: list[Results], count: int, thumbnails: dict[str, str]) -> list[Card]:
-    """Pairs on which the models' predictions differ, each card noting every model's probability."""
-    if len({len(r.pairs) for r in results}) > 1:
+    """Pairs on which the models' verdicts differ, those they disagree on most first (the widest spread of their
+    margins from their own thresholds), balanced over same and different; each card gives every model's verdict."""
+    if not same_pairs(results):
         return []
-    chosen = [
-        k
-        for k, rows in enumerate(zip(*(r.pairs for r in results), strict=True))
-        if len({p.predicted for p in rows}) > 1
-    ]
-    chosen = chosen[:count]
-    notes = {k: ", ".join(f"{r.name}: {r.pairs[k].probability:.3f}" for r in results) for k in chosen}
-    cards = _cards([results[0].pairs[k] for k in chosen], data_root(results[0]), thumbnails)
-    for k, card in zip(chosen, cards, strict=True):
-        card.note = notes[k]
+    margins = np.array([[p.probability - r.operating_point["threshold"] for p in r.pairs] for r in results])
+    verdicts = np.array([[p.predicted for p in r.pairs] for r in results])
+    split = np.flatnonzero(verdicts.min(0) != verdicts.max(0))
+    spread = margins.max(0) - margins.min(0)
+    ranked = [results[0].pairs[k] for k in split[np.argsort(-spread[split], kind="stable")]]
+    chosen = _balanced(ranked, count)
+    index = {id(pair): k for k, pair in enumerate(results[0].pairs)}
+    cards = _cards(chosen, data_root(results[0]), thumbnails)
+    for card in cards:
+        k = index[id(card.pair)]
+        card.note = "; ".join(
+            f"{r.name}: {r.pairs[k].probability:.3f}, {'same' if r.pairs[k].predicted else 'different'} "
+            f"{'✓' if r.pairs[k].correct else '✗'}"
+            for r in results
+        )
     return cards
 
 

@@ -248,9 +248,18 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
         leakage={"checked": True, "people_in_training_and_evaluation": 0, "examples": []},
         timings={"infer": 1.0, "images_per_second": 100.0},
         versions={"lfwbench": "0", "tensorflow": "x", "keras": "y"},
-        environment={"cpu": "AMD EPYC", "vector_instructions": "avx512f avx2", "cores": 2, "gpu": "none",
-                     "os": "Linux", "python": "3.11", "numpy_version": "2", "opencv_version": "5",
-                     "git_commit": "abc1234", "command": "lfwbench report --model m.keras"},  # fmt: skip
+        environment={
+            "cpu": "AMD EPYC",
+            "vector_instructions": "avx512f avx2",
+            "cores": 2,
+            "gpu": "none",
+            "os": "Linux",
+            "python": "3.11",
+            "numpy_version": "2",
+            "opencv_version": "5",
+            "git_commit": "abc1234",
+            "command": "lfwbench report --model m.keras",
+        },  # fmt: skip
         created="2026-01-01T00:00:00+00:00",
     )
 

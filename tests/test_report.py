@@ -243,3 +243,19 @@ def test_mixed_view1_and_view2_results_render_each_with_its_list(make_results, l
         "view2-model on <strong>pairs.txt</strong>" in html and "model-a on <strong>pairsDevTest.txt</strong>" in html
     )
     assert "not a View 2 list" in html and "scored on different pairs: not compared" in html
+
+
+def test_disagreements_are_ranked_by_spread_balanced_and_show_every_verdict(make_results, lfw_tree: Path) -> None:
+    from lfwbench.report import disagreement_cards
+
+    first, second = make_results(lfw_tree, pairs=40), make_results(lfw_tree, pairs=40, name="other", seed=3)
+    thresholds = [r.operating_point["threshold"] for r in (first, second)]
+
+    def spread(k: int) -> float:
+        return abs(first.pairs[k].probability - thresholds[0] - (second.pairs[k].probability - thresholds[1]))
+
+    split = [k for k in range(40) if first.pairs[k].predicted != second.pairs[k].predicted]
+    widest = {label: max((k for k in split if first.pairs[k].label == label), key=spread) for label in (0, 1)}
+    cards = disagreement_cards([first, second], 6, {})
+    assert [card.pair for card in cards[:2]] == [first.pairs[widest[1]], first.pairs[widest[0]]]  # same, different
+    assert all("model-a: " in card.note and "other: " in card.note and "✓" in card.note for card in cards)
