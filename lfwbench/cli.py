@@ -603,23 +603,29 @@ def write_report_files(
     fail_under: float | None,
     gate: str,
     inputs: tuple[Path, ...],
+    summary: Path | None = None,
+    latex: Path | None = None,
 ) -> None:
     """Write NAME.html and the results as NAME.json (NAME.1.json, ... for several models), then --fail-under.
 
     None of these may be one of the `inputs` (results files, checkpoints): a report never replaces what it read."""
-    from lfwbench.files import refuse_overwriting
-    from lfwbench.report import write_report
+    from lfwbench.files import refuse_overwriting, write_text
+    from lfwbench.report import summary_latex, summary_markdown, write_report
     from lfwbench.results import write_results
 
     out = out or report_path(results[0])
     outputs = [out.with_suffix(".json") if len(results) == 1 else out.with_suffix(f".{n}.json") for n in results]
-    refuse_overwriting([out, *outputs], inputs)
+    tables = {path: text for path, text in ((summary, summary_markdown), (latex, summary_latex)) if path}
+    refuse_overwriting([out, *outputs, *tables], inputs)
     for result in results:
         echo_headline(result)
     for path, result in zip(outputs, results, strict=True):
         write_results(path, result)
     write_report(out, results, plotlyjs, gallery)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    for path, table in tables.items():
+        write_text(path, table(results))
+        click.echo(f"wrote {path}")
     check_gate([result.gate_value(gate) for result in results], fail_under)
 
 
@@ -637,6 +643,14 @@ report_options = [
         help="Inline plotly.js (offline, about 4.7 MB) or load it from the CDN.",
     ),
     click.option("--gallery", type=click.IntRange(0), default=10, show_default=True, help="Cards per gallery section."),
+    click.option(
+        "--summary",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write a Markdown table (pull requests).",
+    ),
+    click.option(
+        "--latex", type=click.Path(dir_okay=False, path_type=Path), help="Also write a LaTeX (booktabs) table (papers)."
+    ),
 ]
 
 
@@ -669,7 +683,8 @@ report_options = [
 @evaluation_options
 @with_options(report_options)
 @gate_options
-def report(models, results_files, crossval_dir, devtest, out, fail_under, gate, plotlyjs, gallery, **options) -> None:
+def report(models, results_files, crossval_dir, devtest, out, fail_under, gate, plotlyjs, gallery, summary, latex,
+           **options) -> None:  # fmt: skip
     """Evaluate and write one self-contained HTML report (and its results JSON).
 
     Example: lfwbench report --model runs/quick/best.h5 --data ../shared/lfw
@@ -684,7 +699,7 @@ def report(models, results_files, crossval_dir, devtest, out, fail_under, gate, 
         raise click.UsageError("give --model CHECKPOINT, --results FILE or --crossval DIR")
     results = [read_results(path) for path in results_files]
     results += [run_evaluation(model, **options) for model in models]
-    write_report_files(results, out, plotlyjs, gallery, fail_under, gate, results_files + models)
+    write_report_files(results, out, plotlyjs, gallery, fail_under, gate, results_files + models, summary, latex)
 
 
 def write_crossval_page(folder: Path, devtest: Path | None, out: Path | None, plotlyjs: str):
@@ -710,7 +725,8 @@ def write_crossval_page(folder: Path, devtest: Path | None, out: Path | None, pl
 @with_options(report_options)
 @gate_options
 @write_mode
-def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, resume, overwrite, **options) -> None:
+def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, summary, latex, resume, overwrite,
+        **options) -> None:  # fmt: skip
     """The whole notebook in one command: train, evaluate on pairsDevTest, write the report.
 
     Example: lfwbench run --data ../shared/lfw --preset cpu
@@ -722,9 +738,10 @@ def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, 
 
     root = resolve_data_root(data)
     folder = default_run_folder(options["preset"], options["seed"], runs)
-    summary = train_run(
+    trained = train_run(
         train_config(options), root, folder, mode=mode_of(resume, overwrite), verbose=0, progress=echo_err
     )
-    echo_summary(summary)
-    results = evaluate_model(summary.out_dir / BEST_H5, root, root / options["eval_list"], flip=flip)
-    write_report_files([results], out, plotlyjs, gallery, fail_under, gate, (summary.out_dir / BEST_H5,))
+    echo_summary(trained)
+    checkpoint = trained.out_dir / BEST_H5
+    results = evaluate_model(checkpoint, root, root / options["eval_list"], flip=flip)
+    write_report_files([results], out, plotlyjs, gallery, fail_under, gate, (checkpoint,), summary, latex)

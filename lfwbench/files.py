@@ -66,6 +66,11 @@ def write_json(path: str | Path, data: Any) -> None:
         handle.write("\n")
 
 
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
 def write_csv(path: str | Path, rows: list[dict]) -> None:
     """Rows of one shape as CSV with a header, readable with `pandas.read_csv`."""
     with atomic_open(path) as handle:

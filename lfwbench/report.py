@@ -23,7 +23,7 @@ from scipy.stats import norm
 
 from lfwbench import __version__
 from lfwbench.errors import ImageError
-from lfwbench.files import atomic_open
+from lfwbench.files import write_text
 from lfwbench.images import ImageSpec, decode_image
 from lfwbench.metrics import mcnemar_exact
 from lfwbench.results import Crossval, PairRecord, Results
@@ -345,8 +345,7 @@ def write_crossval_report(
             lfwbench_version=__version__,
         )
     )
-    with atomic_open(path) as handle:
-        handle.write(html)
+    write_text(path, html)
     return Path(path)
 
 
@@ -397,6 +396,51 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
 def write_report(path: str | Path, results: list[Results], plotlyjs: str = "inline", gallery: int = 10) -> Path:
     """Render and write the report atomically (temporary file, then rename): never a half-written page."""
     html = render_report(results, plotlyjs, gallery)
-    with atomic_open(path) as handle:
-        handle.write(html)
+    write_text(path, html)
     return Path(path)
+
+
+SUMMARY_COLUMNS = ("model", "scored on", "pairs", "accuracy (95% CI)", "threshold", "TPR", "TNR", "AUC (95% CI)",
+                   "EER", "engine")  # fmt: skip
+
+
+def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
+    """One row per model for a pull request or a paper: the operating point with its interval, and the curve."""
+    rows = []
+    for r in results:
+        point, m = r.operating_point, r.metrics
+        auc = f"{m['auc']:.4f}"
+        if "curves" in m:
+            auc += f" ({m['curves']['auc_ci']['low']:.3f}-{m['curves']['auc_ci']['high']:.3f})"
+        ci = point["accuracy_ci"]
+        accuracy = f"{100 * point['accuracy']:.1f}% ({100 * ci['low']:.1f}-{100 * ci['high']:.1f})"
+        listed = r.data["pair_list_name"] + (f" fold {r.data['fold']}" if r.data.get("fold") else "")
+        rows.append((
+            r.name, listed, str(m["pairs"]), accuracy,
+            f"{point['threshold']:.3f}", f"{100 * point['tpr']:.1f}%", f"{100 * point['tnr']:.1f}%", auc,
+            f"{100 * m['eer']:.1f}%", r.settings.get("engine", "not recorded"),
+        ))  # fmt: skip
+    return rows
+
+
+def summary_markdown(results: list[Results]) -> str:
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in summary_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
+LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                                                     "\\": r"\textbackslash{}"}  # fmt: skip
+
+
+def _latex(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(character, character) for character in text)
+
+
+def summary_latex(results: list[Results]) -> str:
+    """A booktabs table: the same rows as the Markdown summary, escaped for LaTeX."""
+    header = " & ".join(_latex(column) for column in SUMMARY_COLUMNS) + r" \\"
+    body = [" & ".join(_latex(cell) for cell in row) + r" \\" for row in summary_rows(results)]
+    spec = "l" * len(SUMMARY_COLUMNS)
+    return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", header, r"\midrule", *body, r"\bottomrule",
+                      r"\end{tabular}", ""])  # fmt: skip

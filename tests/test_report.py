@@ -259,3 +259,19 @@ def test_disagreements_are_ranked_by_spread_balanced_and_show_every_verdict(make
     cards = disagreement_cards([first, second], 6, {})
     assert [card.pair for card in cards[:2]] == [first.pairs[widest[1]], first.pairs[widest[0]]]  # same, different
     assert all("model-a: " in card.note and "other: " in card.note and "✓" in card.note for card in cards)
+
+
+def test_summary_tables_for_a_pull_request_and_a_paper(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    results = make_results(lfw_tree, name="cpu_seed0 & co")
+    write_results(tmp_path / "r.json", results)
+    args = ["report", "--results", tmp_path / "r.json", "--out", tmp_path / "page.html", "--plotlyjs", "cdn",
+            "--summary", tmp_path / "table.md", "--latex", tmp_path / "table.tex"]  # fmt: skip
+    result = CliRunner().invoke(main, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "table.md").read_text().splitlines()
+    point = results.operating_point
+    assert markdown[0].startswith("| model | scored on | pairs | accuracy (95% CI) | threshold")
+    assert markdown[2].startswith(f"| cpu_seed0 & co | pairsDevTest.txt | 40 | {100 * point['accuracy']:.1f}% (")
+    latex = (tmp_path / "table.tex").read_text()
+    assert r"cpu\_seed0 \& co & pairsDevTest.txt & 40 & " in latex and r"accuracy (95\% CI)" in latex
+    assert latex.startswith(r"\begin{tabular}") and r"\bottomrule" in latex
