@@ -177,7 +177,13 @@ def training_options(grid: bool = False):
     many = " Repeat to search several values." if grid else ""
     options = [
         data_option,
-        click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu", show_default=True),
+        click.option(
+            "--preset",
+            type=click.Choice(list(PRESETS)),
+            default="cpu",
+            show_default=True,
+            help="; ".join(f"{name}: {preset.measured}" for name, preset in PRESETS.items()) + ".",
+        ),
         click.option("--epochs", type=click.IntRange(1), multiple=grid, help="Epochs (default: the preset's)." + many),
         click.option("--batch-size", type=click.IntRange(1), multiple=grid, help="Pairs per batch." + many),
         click.option("--lr", type=click.FloatRange(0, min_open=True), multiple=grid, help="Adam learning rate." + many),

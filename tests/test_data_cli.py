@@ -152,3 +152,13 @@ def test_fetch_local_archive_wrong_md5(tmp_path: Path, lfw_tree: Path) -> None:
     with pytest.raises(Exception, match="expected 68331da3"):
         fetch_lfw(dest, archive=archive, lists={})
     assert [p.name for p in dest.iterdir()] == [".fetch.lock"]
+
+
+def test_help_lists_each_preset_with_what_it_measured() -> None:
+    from lfwbench.presets import PRESETS
+
+    result = invoke("train", "--help")
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert all(f"{name}: {' '.join(preset.measured.split())[:30]}" in flat for name, preset in PRESETS.items())
+    assert "not a clean test figure" in flat
