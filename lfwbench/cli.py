@@ -517,6 +517,8 @@ flip_option = click.option(
 
 
 def evaluation_options(function):
+    from lfwbench.engine import ENGINES
+
     options = [
         data_option,
         click.option(
@@ -540,10 +542,10 @@ def evaluation_options(function):
         click.option("--skip-missing", is_flag=True, help="Leave out pairs whose images are missing (counted)."),
         click.option(
             "--engine",
-            type=click.Choice(["auto", "keras", "tflite-int8"]),
+            type=click.Choice(ENGINES),
             default="auto",
             show_default=True,
-            help="Twin inference: int8 TFLite on CPUs (2.4x faster, same accuracy), Keras on GPUs.",
+            help="Twin inference: int8 (TFLite, 2.4x faster on CPUs) or float32 (Keras); auto: float32 on GPUs.",
         ),
     ]
     return with_options(options)(function)

@@ -20,6 +20,7 @@ import numpy as np
 
 from lfwbench.files import atomic_open, write_json
 
+ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
 BUNDLE_FORMAT = 2  # 2: the JSON vouches for the TFLite bytes by their sha256
 
 

@@ -40,7 +40,8 @@ def _bundle_scorer(bundle: Bundle, batch_size: int, flip: bool) -> Scorer:
         embeddings = embed_batches(twin, pairs.images, batch_size, flip, progress)
         return head_scores(bundle.facts, embeddings, pairs.left, pairs.right)
 
-    return Scorer(score, {**bundle.facts["model"], "input_shape": bundle.facts["input_shape"]}, "tflite-int8")
+    facts = {**bundle.facts["model"], "input_shape": bundle.facts["input_shape"]}
+    return Scorer(score, facts, "int8 (TFLite weights, XNNPACK on the CPU)")
 
 
 def prepare_scorer(
@@ -54,14 +55,15 @@ def prepare_scorer(
 ) -> Scorer:
     """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
 
-    `auto` picks Keras where an NVIDIA GPU is present, else the int8 TFLite twin; a checkpoint converted for the
+    `auto` picks float32 Keras where an NVIDIA GPU is present, else the int8 TFLite twin; a checkpoint converted for the
     first time has its bundle stored in the cache, keyed by its sha256. A bundle that does not belong to the
     checkpoint, or that fails to load, is passed over with a warning and rebuilt into the cache.
     """
+    gpu = shutil.which("nvidia-smi") is not None
     if engine == "auto":
-        engine = "keras" if shutil.which("nvidia-smi") else "tflite-int8"
+        engine = "float32" if gpu else "int8"
     cached = default_cache_dir() / f"twin-{sha256[:24]}"
-    if engine == "tflite-int8":
+    if engine == "int8":
         for stem in (model_path.with_suffix(""), cached):
             bundle, problem = read_bundle(stem, sha256)
             if problem:
@@ -76,7 +78,7 @@ def prepare_scorer(
 
     model = load_model(model_path)
     preset = preset or model.name.removeprefix("siamese_")
-    if engine == "tflite-int8":
+    if engine == "int8":
         bundle = export_bundle(model, [sha256], preset)
         write_bundle(cached, bundle)
         return _bundle_scorer(bundle, batch_size, flip)
@@ -86,7 +88,7 @@ def prepare_scorer(
         verbose = "auto" if progress else 0
         return score_pairs(model, pairs.images, pairs.left, pairs.right, batch_size, flip, verbose, embed)
 
-    return Scorer(score, model_facts(model, preset), "keras")
+    return Scorer(score, model_facts(model, preset), f"float32 (Keras on the {'GPU' if gpu else 'CPU'})")
 
 
 def _validation_threshold(run: Run | None, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):

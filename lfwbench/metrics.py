@@ -131,12 +131,21 @@ BOOTSTRAP_RESAMPLES = 1000
 
 
 def bootstrap_interval(statistic, labels: np.ndarray, scores: np.ndarray, seed: int = 0) -> Interval:
-    """95% percentile interval of `statistic(labels, scores)` over pairs resampled with replacement (SciPy)."""
+    """95% percentile interval of `statistic(labels, scores)`, resampling the same-person and the different-person
+    pairs each with replacement (SciPy's bootstrap over two samples), so every resample holds both classes as
+    many times as the list does."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    same, different = scores[labels == SAME], scores[labels == DIFFERENT]
+    if not len(same) or not len(different):
+        return Interval(math.nan, math.nan)
+
+    def on_classes(same_scores: np.ndarray, different_scores: np.ndarray) -> float:
+        resampled = np.concatenate([np.full(len(same_scores), SAME), np.full(len(different_scores), DIFFERENT)])
+        return statistic(resampled, np.concatenate([same_scores, different_scores]))
+
     result = bootstrap(
-        (np.asarray(labels), np.asarray(scores, dtype=np.float64)),
-        lambda resampled_labels, resampled_scores: statistic(resampled_labels, resampled_scores),
-        paired=True, vectorized=False, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
-        random_state=np.random.default_rng(seed),
+        (same, different), on_classes, paired=False, vectorized=False, n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile", random_state=np.random.default_rng(seed),
     )  # fmt: skip
     return Interval(float(result.confidence_interval.low), float(result.confidence_interval.high))
 

@@ -46,7 +46,7 @@ def test_ensemble_scores_the_mean_logit_of_its_members(members: list[Path], lfw_
     assert np.allclose(reloaded.predict([left, right], verbose=0).ravel(), expected, atol=1e-5)
     config = json.loads((tmp_path / "ens" / "config.json").read_text())
     assert [m["seed"] for m in config["ensemble"]] == [1, 2] and config["config"]["split_seed"] == 1
-    results = evaluate(tmp_path / "ens" / "best.keras", lfw_tree, engine="tflite-int8", progress=False)
+    results = evaluate(tmp_path / "ens" / "best.keras", lfw_tree, engine="int8", progress=False)
     assert results.leakage == {"checked": True, "people_in_training_and_evaluation": 0, "examples": []}
     assert "seed 1" in results.metrics["validation_threshold"]["source"]
 

@@ -142,9 +142,10 @@ def test_view2_protocol_on_ten_folds_of_real_faces(real_lfw: Path, tmp_path: Pat
 
 
 def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
-    keras_results = evaluate(run_dir / "best.h5", lfw_tree, engine="keras", progress=False)
-    int8_results = evaluate(run_dir / "best.h5", lfw_tree, engine="tflite-int8", progress=False)
-    assert (keras_results.settings["engine"], int8_results.settings["engine"]) == ("keras", "tflite-int8")
+    keras_results = evaluate(run_dir / "best.h5", lfw_tree, engine="float32", progress=False)
+    int8_results = evaluate(run_dir / "best.h5", lfw_tree, engine="int8", progress=False)
+    assert keras_results.settings["engine"] == "float32 (Keras on the CPU)"
+    assert int8_results.settings["engine"].startswith("int8 (TFLite")
     difference = [
         abs(a.probability - b.probability) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)
     ]
@@ -157,7 +158,7 @@ def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_
         "print(r.settings['engine'], 'tensorflow' in sys.modules)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.stdout.split()[-2:] == ["tflite-int8", "False"], run.stderr[-2000:]
+    assert run.stdout.startswith("int8 (TFLite") and run.stdout.split()[-1] == "False", run.stderr[-2000:]
 
 
 def test_foreign_checkpoint_bundle_goes_to_the_cache_and_a_damaged_one_is_rebuilt(
@@ -167,10 +168,10 @@ def test_foreign_checkpoint_bundle_goes_to_the_cache_and_a_damaged_one_is_rebuil
     from lfwbench.images import default_cache_dir
 
     save_model(build_siamese("tiny", seed=6), tmp_path / "foreign.keras")
-    first = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="tflite-int8", progress=False)
+    first = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="int8", progress=False)
     tflite, facts = bundle_files(default_cache_dir() / f"twin-{first.model['sha256'][:24]}")
     assert tflite.is_file() and facts.is_file() and not (tmp_path / "foreign.int8.tflite").exists()
     tflite.write_bytes(b"damaged")
-    again = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="tflite-int8", progress=False)
+    again = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="int8", progress=False)
     assert [p.probability for p in again.pairs] == pytest.approx([p.probability for p in first.pairs], abs=1e-6)
     assert tflite.stat().st_size > 1000
