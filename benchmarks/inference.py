@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lfwbench.checkpoints import load_model
-from lfwbench.images import ImageSpec, default_cache_dir, find_variant, load_pair_images
 from lfwbench.engine import LiteTwin
+from lfwbench.images import ImageSpec, default_cache_dir, find_variant, load_pair_images
 from lfwbench.inference import score_pairs, tflite_int8
 from lfwbench.model import build_siamese
 from lfwbench.pairs import load_pairs
