@@ -98,7 +98,7 @@ def lfwbench_way(root: Path, checkpoint: Path, out: Path) -> dict:
     stages["render"] = time.perf_counter() - start
     shape = results.model["input_shape"]
     array_mb = results.data["distinct_images"] * shape[0] * shape[1] * shape[2] / 1e6
-    return {"stages": stages, "array_mb": array_mb, "accuracy": results.metrics["at_0.5"]["accuracy"]}
+    return {"stages": stages, "array_mb": array_mb, "accuracy": results.metrics.at_half.accuracy}
 
 
 def child(args: argparse.Namespace) -> None:

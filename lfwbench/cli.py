@@ -455,26 +455,26 @@ def ensemble(models: tuple[Path, ...], out: Path, overwrite: bool) -> None:
 def echo_headline(results, err: bool = False) -> None:
     """The one-screen summary of an evaluation: the operating point first, then 0.5, the curve, the engine."""
     m, point = results.metrics, results.operating_point
-    ci, half = point["accuracy_ci"], m["at_0.5"]
+    ci, half = point.accuracy_ci, m.at_half
     flip = ", test-time flip averaging" if results.settings.get("flip_tta") else ""
     fold = f" fold {results.data['fold']}" if results.data.get("fold") else ""
     engine = results.settings.get("engine", "not recorded")
     lines = [
-        f"{results.name} on {results.data['pair_list_name']}{fold} ({m['pairs']} pairs{flip}; engine {engine})",
-        f"  accuracy  {point['accuracy']:.4f}  (95% CI {ci['low']:.3f}-{ci['high']:.3f}) at {results.operating_label}",
-        f"  TPR same  {point['tpr']:.4f}   TNR different {point['tnr']:.4f}",
-        f"  at 0.5    {half['accuracy']:.4f}  (TPR {half['tpr']:.4f}, TNR {half['tnr']:.4f})",
-        f"  AUC       {m['auc']:.4f}   EER {m['eer']:.4f}   loss {m['loss']:.4f}",
+        f"{results.name} on {results.data['pair_list_name']}{fold} ({m.pairs} pairs{flip}; engine {engine})",
+        f"  accuracy  {point.accuracy:.4f}  (95% CI {ci.low:.3f}-{ci.high:.3f}) at {results.operating_label}",
+        f"  TPR same  {point.tpr:.4f}   TNR different {point.tnr:.4f}",
+        f"  at 0.5    {half.accuracy:.4f}  (TPR {half.tpr:.4f}, TNR {half.tnr:.4f})",
+        f"  AUC       {m.auc:.4f}   EER {m.eer:.4f}   loss {m.loss:.4f}",
     ]
-    if "view2" in m:
-        v2 = m["view2"]
+    if m.view2 is not None:
+        v2 = m.view2
         lines.append(
-            f"  View 2    {v2['mean']:.4f} ± {v2['std']:.4f} (std over {len(v2['fold_accuracies'])} folds; "
-            f"standard error {v2['standard_error']:.4f})"
+            f"  View 2    {v2.mean:.4f} ± {v2.std:.4f} (std over {len(v2.fold_accuracies)} folds; "
+            f"standard error {v2.standard_error:.4f})"
         )
     for line in lines:
         click.echo(line, err=err)
-    for warning in m["warnings"]:
+    for warning in m.warnings:
         echo_err(f"Warning: {warning}")
 
 

@@ -173,19 +173,19 @@ def evaluate(
     started = time.perf_counter()
     labels = loaded.labels
     metrics = summarise(labels, scores, threshold)
-    metrics["validation_threshold"] = threshold_source
-    metrics["warnings"] = notes + metrics["warnings"]
+    metrics.validation_threshold = threshold_source
+    metrics.warnings = notes + metrics.warnings
     if pair_list.folds > 1 and not fold:
-        metrics["view2"] = view2_folds(labels, scores, np.array([pair.fold for pair in loaded.pairs]))
+        metrics.view2 = view2_folds(labels, scores, np.array([pair.fold for pair in loaded.pairs]))
     timings["metrics"] = time.perf_counter() - started
 
     evaluated_people = people_of(loaded.pairs)
     overlap = sorted((run.training_people(root) if run is not None else set()) & evaluated_people)
     leakage = {"checked": run is not None, "people_in_training_and_evaluation": len(overlap), "examples": overlap[:10]}
     if overlap:
-        metrics["warnings"].append(f"leakage: {len(overlap)} people of {pair_list.name} were in the training lists")
+        metrics.warnings.append(f"leakage: {len(overlap)} people of {pair_list.name} were in the training lists")
 
-    decisive = metrics["at_validation_threshold"]["threshold"] if threshold is not None else 0.5
+    decisive = metrics.operating_point.threshold
     predicted = (scores >= decisive).astype(int)  # the operating point decides the verdicts, as in the headline
     records = [
         PairRecord(

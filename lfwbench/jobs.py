@@ -191,18 +191,18 @@ def aggregate(config: TrainConfig, scored: list[Results], folds_total: int) -> C
     """Per-fold rows at each fold's validation threshold, their mean ± SE, the fold-averaged and pooled ROC."""
     rows, curves = [], []
     for results in scored:
-        at, half = results.metrics["at_validation_threshold"], results.metrics["at_0.5"]
+        at, half = results.operating_point, results.metrics.at_half
         history = results.training.get("history", [])
         rows.append(
             FoldRow(
                 fold=results.data["fold"],
                 pairs=len(results.pairs),
-                accuracy=at["accuracy"],
-                threshold=at["threshold"],
-                tpr=at["tpr"],
-                tnr=at["tnr"],
-                auc=results.metrics["auc"],
-                accuracy_at_half=half["accuracy"],
+                accuracy=at.accuracy,
+                threshold=at.threshold,
+                tpr=at.tpr,
+                tnr=at.tnr,
+                auc=results.metrics.auc,
+                accuracy_at_half=half.accuracy,
                 people_in_training=results.leakage["people_in_training_and_evaluation"],
                 minutes=sum(row.get("seconds", 0.0) for row in history) / 60,
                 run=str(Path(results.model["path"]).parent),

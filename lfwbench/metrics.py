@@ -6,7 +6,7 @@ scikit-learn computes the ROC and AUC; the rest is small NumPy that the tests ch
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import binomtest, bootstrap, norm
@@ -154,7 +154,64 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels == SAME, scores)) if len(np.unique(labels)) == 2 else math.nan
 
 
-def operating_curves(labels: np.ndarray, scores: np.ndarray) -> dict:
+@dataclass
+class TarAtFar:
+    """True accept rate at a false accept rate, with its interval; None (and how many different-person pairs it
+    would need) where the list has too few to measure that rate."""
+
+    value: float | None
+    ci: Interval | None = None
+    needs_different_pairs: int | None = None
+
+
+@dataclass
+class Curves:
+    """Bootstrap intervals and the curves beyond the ROC: DET on normal-deviate axes, the reliability diagram."""
+
+    auc_ci: Interval
+    eer_ci: Interval
+    tar_at_far: dict[str, TarAtFar]
+    det: dict[str, list[float]]
+    calibration: dict[str, list[float]]
+
+
+@dataclass
+class View2Folds:
+    """LFW View 2 on one model: each fold at the threshold best on the other nine."""
+
+    fold_accuracies: list[float]
+    fold_thresholds: list[float]
+    mean: float
+    std: float
+    standard_error: float
+
+
+@dataclass
+class Metrics:
+    """Every figure of one model on one pair list. `at_validation_threshold` is the operating point when a run
+    stored validation pairs; `oracle_best_on_test` peeks at the test labels and is labelled so."""
+
+    pairs: int
+    loss: float
+    at_half: Rates
+    auc: float
+    eer: float
+    curves: Curves
+    roc: dict[str, list[float]]
+    threshold_curve: dict[str, list[float]]
+    oracle_best_on_test: Rates
+    warnings: list[str]
+    at_validation_threshold: Rates | None = None
+    validation_threshold: dict | None = None
+    view2: View2Folds | None = None
+
+    @property
+    def operating_point(self) -> Rates:
+        """The rates at the threshold that decides: the one chosen on validation pairs, else 0.5."""
+        return self.at_validation_threshold or self.at_half
+
+
+def operating_curves(labels: np.ndarray, scores: np.ndarray) -> Curves:
     """Bootstrap intervals of AUC, EER and TAR at each FAR the different-person pairs allow (at least 1/FAR of
     them, else None and how many it needs); the DET curve on normal-deviate axes; the reliability diagram."""
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
@@ -164,27 +221,20 @@ def operating_curves(labels: np.ndarray, scores: np.ndarray) -> dict:
         needed = math.ceil(1 / far)
         if different >= needed:
             statistic = lambda y, s, far=far: tar_at_far(y, s, far)  # noqa: E731
-            tar[key] = {
-                "value": tar_at_far(labels, scores, far),
-                "ci": asdict(bootstrap_interval(statistic, labels, scores)),
-            }
+            tar[key] = TarAtFar(tar_at_far(labels, scores, far), bootstrap_interval(statistic, labels, scores))
         else:
-            tar[key] = {"value": None, "needs_different_pairs": needed}
+            tar[key] = TarAtFar(None, needs_different_pairs=needed)
     fpr, tpr, _ = roc_curve(labels, scores, pos_label=SAME)
     inside = (fpr > 0) & (fpr < 1) & (tpr > 0) & (tpr < 1)  # the probit of 0 or 1 is infinite
     predicted, observed = calibration_curve(labels == SAME, scores, n_bins=10, strategy="uniform")
     counts = np.histogram(scores, bins=np.linspace(0, 1, 11))[0]
-    return {
-        "auc_ci": asdict(bootstrap_interval(_auc, labels, scores)),
-        "eer_ci": asdict(bootstrap_interval(equal_error_rate, labels, scores)),
-        "tar_at_far": tar,
-        "det": {"fpr_probit": norm.ppf(fpr[inside]).tolist(), "fnr_probit": norm.ppf(1 - tpr[inside]).tolist()},
-        "calibration": {
-            "predicted": predicted.tolist(),
-            "observed": observed.tolist(),
-            "pairs_per_bin": counts.tolist(),
-        },
-    }
+    return Curves(
+        auc_ci=bootstrap_interval(_auc, labels, scores),
+        eer_ci=bootstrap_interval(equal_error_rate, labels, scores),
+        tar_at_far=tar,
+        det={"fpr_probit": norm.ppf(fpr[inside]).tolist(), "fnr_probit": norm.ppf(1 - tpr[inside]).tolist()},
+        calibration={"predicted": predicted.tolist(), "observed": observed.tolist(), "pairs_per_bin": counts.tolist()},
+    )
 
 
 def threshold_curve(labels: np.ndarray, scores: np.ndarray, points: int = 101) -> dict[str, list[float]]:
@@ -206,7 +256,7 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, flo
     return {"only_first_correct": only_a, "only_second_correct": only_b, "p_value": float(p)}
 
 
-def view2_folds(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> dict:
+def view2_folds(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> View2Folds:
     """LFW View 2: for each fold, the threshold best on the other folds, applied to it.
 
     Returns per-fold accuracies, their mean, the standard deviation (ddof=1) and the standard error of the
@@ -221,13 +271,7 @@ def view2_folds(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> di
         accuracies.append(rates_at(labels[test], scores[test], threshold).accuracy)
     accuracies_array = np.array(accuracies)
     std = float(accuracies_array.std(ddof=1)) if len(accuracies) > 1 else 0.0
-    return {
-        "fold_accuracies": accuracies,
-        "fold_thresholds": thresholds,
-        "mean": float(accuracies_array.mean()),
-        "std": std,
-        "standard_error": std / math.sqrt(len(accuracies)),
-    }
+    return View2Folds(accuracies, thresholds, float(accuracies_array.mean()), std, std / math.sqrt(len(accuracies)))
 
 
 def degenerate_warning(rates: Rates) -> str | None:
@@ -241,31 +285,27 @@ def degenerate_warning(rates: Rates) -> str | None:
     return None
 
 
-def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict:
-    """Every figure of a verification study on one list of pairs, as plain data for results.json.
+def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> Metrics:
+    """Every figure of a verification study on one list of pairs.
 
     `threshold` is one chosen elsewhere (on validation pairs); the test set's own best threshold appears only
-    as `oracle`, labelled so.
+    as `oracle_best_on_test`, labelled so.
     """
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     at_half = rates_at(labels, scores, 0.5)
-    oracle = best_threshold(labels, scores)
-    figures = {
-        "pairs": int(len(labels)),
-        "loss": binary_cross_entropy(labels, scores),
-        "at_0.5": asdict(at_half),
-        "auc": float(roc_auc_score(labels == SAME, scores)),
-        "eer": equal_error_rate(labels, scores),
-        "tar_at_far": {key: tar_at_far(labels, scores, far) for key, far in FARS.items()},
-        "curves": operating_curves(labels, scores),
-        "roc": roc_points(labels, scores),
-        "threshold_curve": threshold_curve(labels, scores),
-        "oracle_best_on_test": asdict(rates_at(labels, scores, oracle)),
-        "warnings": [w for w in [degenerate_warning(at_half)] if w],
-    }
-    if threshold is not None:
-        figures["at_validation_threshold"] = asdict(rates_at(labels, scores, threshold))
-    return figures
+    return Metrics(
+        pairs=int(len(labels)),
+        loss=binary_cross_entropy(labels, scores),
+        at_half=at_half,
+        auc=_auc(labels, scores),
+        eer=equal_error_rate(labels, scores),
+        curves=operating_curves(labels, scores),
+        roc=roc_points(labels, scores),
+        threshold_curve=threshold_curve(labels, scores),
+        oracle_best_on_test=rates_at(labels, scores, best_threshold(labels, scores)),
+        warnings=[w for w in [degenerate_warning(at_half)] if w],
+        at_validation_threshold=None if threshold is None else rates_at(labels, scores, threshold),
+    )
 
 
 def mean_and_spread(values: list[float]) -> dict:

@@ -55,10 +55,6 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def optional_figure(figure: go.Figure | None, div_id: str) -> Markup | None:
-    return None if figure is None else figure_html(figure, div_id)
-
-
 def figure_html(figure: go.Figure, div_id: str) -> Markup:
     """The one place Plotly markup is marked safe: a div with a fixed id, plotly.js included once elsewhere."""
     figure.update_layout(template="plotly_white", margin={"l": 50, "r": 20, "t": 40, "b": 45}, height=360)
@@ -94,7 +90,7 @@ def _balanced(pairs: list[PairRecord], count: int) -> list[PairRecord]:
 def gallery_sections(results: Results, count: int) -> list[tuple[str, str, list[PairRecord]]]:
     """Most confident mistakes, then borderline pairs, then confident correct ones, both classes in each; right and
     wrong, near and far, at the operating point."""
-    threshold = results.operating_point["threshold"]
+    threshold = results.operating_point.threshold
     margin = lambda pair: abs(pair.probability - threshold)  # noqa: E731
     wrong = sorted((p for p in results.pairs if not p.correct), key=margin, reverse=True)
     right = sorted((p for p in results.pairs if p.correct), key=margin, reverse=True)
@@ -147,22 +143,21 @@ def roc_figure(results: list[Results]) -> go.Figure:
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", line={"color": "#bbb", "dash": "dot"}))
     for index, result in enumerate(results):
-        roc, colour = result.metrics["roc"], COLOURS[index % len(COLOURS)]
+        roc, colour = result.metrics.roc, COLOURS[index % len(COLOURS)]
         figure.add_trace(
             go.Scatter(
-                x=roc["fpr"], y=roc["tpr"], name=f"{result.name} (AUC {result.metrics['auc']:.3f})",
+                x=roc["fpr"], y=roc["tpr"], name=f"{result.name} (AUC {result.metrics.auc:.3f})",
                 line={"color": colour}, customdata=roc["threshold"],
                 hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
             )
         )  # fmt: skip
-        for key, symbol in (("at_0.5", "circle"), ("at_validation_threshold", "diamond")):
-            if key in result.metrics:
-                point = result.metrics[key]
+        for point, symbol in ((result.metrics.at_half, "circle"), (result.metrics.at_validation_threshold, "diamond")):
+            if point is not None:
                 figure.add_trace(
                     go.Scatter(
-                        x=[1 - point["tnr"]], y=[point["tpr"]], mode="markers", showlegend=True,
+                        x=[1 - point.tnr], y=[point.tpr], mode="markers", showlegend=True,
                         marker={"color": colour, "size": 11, "symbol": symbol},
-                        name=f"{result.name} threshold {point['threshold']:.3f}",
+                        name=f"{result.name} threshold {point.threshold:.3f}",
                     )
                 )  # fmt: skip
     figure.update_xaxes(title_text="false positive rate (different pairs called same)", range=[0, 1])
@@ -170,14 +165,11 @@ def roc_figure(results: list[Results]) -> go.Figure:
     return figure
 
 
-def det_figure(results: list[Results]) -> go.Figure | None:
+def det_figure(results: list[Results]) -> go.Figure:
     """Detection error trade-off: false rejects against false accepts on normal-deviate axes, as NIST draws it."""
-    with_curves = [r for r in results if "curves" in r.metrics]
-    if not with_curves:
-        return None
     figure = go.Figure()
-    for index, result in enumerate(with_curves):
-        det = result.metrics["curves"]["det"]
+    for index, result in enumerate(results):
+        det = result.metrics.curves.det
         figure.add_trace(
             go.Scatter(x=det["fpr_probit"], y=det["fnr_probit"], name=result.name,
                        line={"color": COLOURS[index % len(COLOURS)]})
@@ -189,11 +181,9 @@ def det_figure(results: list[Results]) -> go.Figure | None:
     return figure
 
 
-def calibration_figure(result: Results) -> go.Figure | None:
+def calibration_figure(result: Results) -> go.Figure:
     """Reliability diagram: in each band of predicted P(same), the share of pairs that are the same person."""
-    if "curves" not in result.metrics:
-        return None
-    calibration = result.metrics["curves"]["calibration"]
+    calibration = result.metrics.curves.calibration
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="calibrated", line={"color": "#bbb", "dash": "dot"}))
     figure.add_trace(
@@ -211,8 +201,8 @@ def distribution_figure(result: Results) -> go.Figure:
         scores = [p.probability for p in result.pairs if p.label == label]
         figure.add_trace(go.Histogram(x=scores, name=name, marker_color=colour, opacity=0.65, xbins={"size": 0.025}))
     figure.add_vline(x=0.5, line_dash="dash", annotation_text="0.5")
-    if "at_validation_threshold" in result.metrics:
-        threshold = result.metrics["at_validation_threshold"]["threshold"]
+    if result.metrics.at_validation_threshold is not None:
+        threshold = result.metrics.at_validation_threshold.threshold
         figure.add_vline(
             x=threshold,
             line_dash="dot",
@@ -227,7 +217,7 @@ def distribution_figure(result: Results) -> go.Figure:
 
 
 def threshold_figure(result: Results) -> go.Figure:
-    curve = result.metrics["threshold_curve"]
+    curve = result.metrics.threshold_curve
     figure = go.Figure()
     for key, name, colour in (("accuracy", "accuracy", "#264653"), ("tpr", "TPR (same)", SAME_COLOUR),
                               ("tnr", "TNR (different)", DIFFERENT_COLOUR)):  # fmt: skip
@@ -238,7 +228,7 @@ def threshold_figure(result: Results) -> go.Figure:
 
 
 def confusion_figure(result: Results) -> go.Figure:
-    (tn, fp), (fn, tp) = result.operating_point["confusion"]
+    (tn, fp), (fn, tp) = result.operating_point.confusion
     figure = go.Figure(
         go.Heatmap(
             z=[[tp, fn], [fp, tn]], x=["predicted same", "predicted different"], y=["same", "different"],
@@ -277,7 +267,7 @@ def disagreement_cards(results: list[Results], count: int, thumbnails: dict[str,
     margins from their own thresholds), balanced over same and different; each card gives every model's verdict."""
     if not same_pairs(results):
         return []
-    margins = np.array([[p.probability - r.operating_point["threshold"] for p in r.pairs] for r in results])
+    margins = np.array([[p.probability - r.operating_point.threshold for p in r.pairs] for r in results])
     verdicts = np.array([[p.predicted for p in r.pairs] for r in results])
     split = np.flatnonzero(verdicts.min(0) != verdicts.max(0))
     spread = margins.max(0) - margins.min(0)
@@ -357,9 +347,7 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
     if training is not None:
         figures["training"] = figure_html(training, "fig-training")
     figures["roc"] = figure_html(roc_figure(results), "fig-roc")
-    det = det_figure(results)
-    if det is not None:
-        figures["det"] = figure_html(det, "fig-det")
+    figures["det"] = figure_html(det_figure(results), "fig-det")
     models = []
     for index, result in enumerate(results):
         models.append(
@@ -369,7 +357,7 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
                 "distribution": figure_html(distribution_figure(result), f"fig-distribution-{index + 1}"),
                 "thresholds": figure_html(threshold_figure(result), f"fig-thresholds-{index + 1}"),
                 "confusion": figure_html(confusion_figure(result), f"fig-confusion-{index + 1}"),
-                "calibration": optional_figure(calibration_figure(result), f"fig-calibration-{index + 1}"),
+                "calibration": figure_html(calibration_figure(result), f"fig-calibration-{index + 1}"),
                 "gallery": [
                     (key, title, _cards(pairs, data_root(result), thumbnails))
                     for key, title, pairs in gallery_sections(result, gallery)
@@ -409,16 +397,14 @@ def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
     rows = []
     for r in results:
         point, m = r.operating_point, r.metrics
-        auc = f"{m['auc']:.4f}"
-        if "curves" in m:
-            auc += f" ({m['curves']['auc_ci']['low']:.3f}-{m['curves']['auc_ci']['high']:.3f})"
-        ci = point["accuracy_ci"]
-        accuracy = f"{100 * point['accuracy']:.1f}% ({100 * ci['low']:.1f}-{100 * ci['high']:.1f})"
+        auc = f"{m.auc:.4f} ({m.curves.auc_ci.low:.3f}-{m.curves.auc_ci.high:.3f})"
+        ci = point.accuracy_ci
+        accuracy = f"{100 * point.accuracy:.1f}% ({100 * ci.low:.1f}-{100 * ci.high:.1f})"
         listed = r.data["pair_list_name"] + (f" fold {r.data['fold']}" if r.data.get("fold") else "")
         rows.append((
-            r.name, listed, str(m["pairs"]), accuracy,
-            f"{point['threshold']:.3f}", f"{100 * point['tpr']:.1f}%", f"{100 * point['tnr']:.1f}%", auc,
-            f"{100 * m['eer']:.1f}%", r.settings.get("engine", "not recorded"),
+            r.name, listed, str(m.pairs), accuracy,
+            f"{point.threshold:.3f}", f"{100 * point.tpr:.1f}%", f"{100 * point.tnr:.1f}%", auc,
+            f"{100 * m.eer:.1f}%", r.settings.get("engine", "not recorded"),
         ))  # fmt: skip
     return rows
 

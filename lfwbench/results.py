@@ -1,15 +1,20 @@
-"""results.json: the contract between `evaluate` and `report`, as dataclasses that round-trip through JSON."""
+"""results.json and crossval.json: the contract between `evaluate`, `crossval` and `report`, as dataclasses that
+round-trip through JSON (dacite rebuilds them, checking every field's type)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import dacite
 
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import write_csv, write_json
+from lfwbench.metrics import Metrics, Rates
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: typed metrics (at_half, curves with intervals); version 1 files are refused, re-run evaluate
+CROSSVAL_SCHEMA = 1
 GATES = ("accuracy", "auc", "view2")  # what --fail-under may gate; accuracy is at the operating point
 PREDICTION_COLUMNS = ("name1", "image1", "name2", "image2", "fold", "label", "probability", "predicted")
 
@@ -39,7 +44,7 @@ class Results:
 
     model: dict
     data: dict
-    metrics: dict
+    metrics: Metrics
     pairs: list[PairRecord]
     settings: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
@@ -55,36 +60,45 @@ class Results:
         return self.model.get("name", "model")
 
     @property
-    def operating_point(self) -> dict:
-        """The rates at the threshold that decides: the one chosen on validation pairs, else 0.5."""
-        return self.metrics.get("at_validation_threshold") or self.metrics["at_0.5"]
+    def operating_point(self) -> Rates:
+        return self.metrics.operating_point
 
     @property
     def operating_label(self) -> str:
-        where = "the validation threshold" if "at_validation_threshold" in self.metrics else "0.5 (no validation pairs)"
-        return f"{where} {self.operating_point['threshold']:.3f}"
+        validated = self.metrics.at_validation_threshold is not None
+        where = "the validation threshold" if validated else "0.5 (no validation pairs)"
+        return f"{where} {self.operating_point.threshold:.3f}"
 
     def gate_value(self, metric: str) -> tuple[float, str]:
         """The figure `--gate` compares with `--fail-under`, and a line naming it."""
         if metric == "accuracy":
-            return self.operating_point["accuracy"], f"accuracy at {self.operating_label}"
+            return self.operating_point.accuracy, f"accuracy at {self.operating_label}"
         if metric == "auc":
-            return self.metrics["auc"], "AUC"
-        if "view2" not in self.metrics:
+            return self.metrics.auc, "AUC"
+        if self.metrics.view2 is None:
             raise LfwbenchError(f"{self.name}: --gate view2 needs a View 2 evaluation (--view2 pairs.txt)")
-        return self.metrics["view2"]["mean"], "View 2 mean accuracy over folds"
+        return self.metrics.view2.mean, "View 2 mean accuracy over folds"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> Results:
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise LfwbenchError(f"results schema {data.get('schema_version')} is not {SCHEMA_VERSION}; re-run evaluate")
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        values["pairs"] = [PairRecord(**row) for row in data["pairs"]]
-        return cls(**values)
+        return typed(cls, data, "evaluate")
+
+
+def typed(cls, data: dict, command: str):
+    """`cls` rebuilt from its JSON form; another schema or a field of the wrong type is one clear error."""
+    expected = cls.schema_version
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != expected:
+        raise LfwbenchError(
+            f"written by another lfwbench (schema {version}; this one reads {expected}); re-run lfwbench {command}"
+        )
+    try:
+        return dacite.from_dict(cls, data)
+    except dacite.DaciteError as error:
+        raise LfwbenchError(f"not a file of lfwbench {command} ({error})") from None
 
 
 def write_results(path: str | Path, results: Results) -> None:
@@ -142,7 +156,7 @@ class Crossval:
     pooled_roc: dict
     machine: dict
     created: str = ""
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = CROSSVAL_SCHEMA
 
     @property
     def regime(self) -> str:
@@ -160,9 +174,7 @@ class Crossval:
 
     @classmethod
     def from_dict(cls, data: dict) -> Crossval:
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise LfwbenchError(f"crossval schema {data.get('schema_version')} is not {SCHEMA_VERSION}")
-        return cls(**{**data, "folds": [FoldRow(**row) for row in data["folds"]]})
+        return typed(cls, data, "crossval")
 
 
 def write_crossval(folder: Path, crossval: Crossval, json_name: str, csv_name: str) -> None:

@@ -49,11 +49,11 @@ def test_evaluate_scores_every_pair_and_round_trips(run_dir: Path, lfw_tree: Pat
         {p.image1 for p in results.pairs} | {p.image2 for p in results.pairs}
     )
     m = results.metrics
-    assert m["at_0.5"]["accuracy"] == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
-    assert m["at_0.5"]["confusion"] == confusion_matrix(labels, scores >= 0.5, labels=[0, 1]).tolist()
-    assert m["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
-    assert "pairsDevTrain.txt (validation people" in m["validation_threshold"]["source"]
-    assert "at_validation_threshold" in m
+    assert m.at_half.accuracy == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
+    assert m.at_half.confusion == confusion_matrix(labels, scores >= 0.5, labels=[0, 1]).tolist()
+    assert m.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+    assert "pairsDevTrain.txt (validation people" in m.validation_threshold["source"]
+    assert m.at_validation_threshold is not None
     assert results.leakage == {"checked": True, "people_in_training_and_evaluation": 0, "examples": []}
     assert results.training["history"][-1]["epoch"] == 2 and results.model["preset"] == "tiny"
     write_results(tmp_path / "r.json", results)
@@ -63,14 +63,14 @@ def test_evaluate_scores_every_pair_and_round_trips(run_dir: Path, lfw_tree: Pat
 def test_evaluating_training_people_is_reported_as_leakage(run_dir: Path, lfw_tree: Path) -> None:
     results = evaluate(run_dir / "best.keras", lfw_tree, lfw_tree / "pairsDevTrain.txt", progress=False)
     assert results.leakage["people_in_training_and_evaluation"] == 8
-    assert any(w.startswith("leakage: 8 people") for w in results.metrics["warnings"])
+    assert any(w.startswith("leakage: 8 people") for w in results.metrics.warnings)
 
 
 def test_view2_reports_folds(run_dir: Path, lfw_tree: Path) -> None:
     results = evaluate(run_dir / "best.h5", lfw_tree, lfw_tree / "pairs.txt", progress=False)
-    view2 = results.metrics["view2"]
-    assert len(view2["fold_accuracies"]) == 2 and {p.fold for p in results.pairs} == {1, 2}
-    assert view2["mean"] == pytest.approx(np.mean(view2["fold_accuracies"]))
+    view2 = results.metrics.view2
+    assert len(view2.fold_accuracies) == 2 and {p.fold for p in results.pairs} == {1, 2}
+    assert view2.mean == pytest.approx(np.mean(view2.fold_accuracies))
 
 
 def test_evaluate_command_writes_json_and_csv(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_evaluate_command_writes_json_and_csv(run_dir: Path, lfw_tree: Path, tmp
     assert tuple(table.columns) == PREDICTION_COLUMNS and len(table) == 8
     assert set(table["label"]) == {0, 1} and table["predicted"].isin([0, 1]).all()
     stored = json.loads(out.read_text())
-    assert stored["schema_version"] == 1 and stored["settings"]["flip_tta"] is True
+    assert stored["schema_version"] == 2 and stored["settings"]["flip_tta"] is True
 
 
 def test_bad_checkpoint_is_one_line_error(lfw_tree: Path, tmp_path: Path) -> None:
@@ -104,8 +104,8 @@ def test_real_devtest_scored_and_metrics_match_scikit_learn(real_lfw: Path, tmp_
     labels = np.array([p.label for p in results.pairs])
     scores = np.array([p.probability for p in results.pairs])
     assert len(results.pairs) == 1000 and results.data["distinct_images"] == 1549
-    assert results.metrics["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
-    assert results.metrics["at_0.5"]["accuracy"] == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
+    assert results.metrics.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+    assert results.metrics.at_half.accuracy == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
 
 
 def view2_like_list(real_lfw: Path, path: Path) -> Path:

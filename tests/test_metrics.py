@@ -44,12 +44,12 @@ def test_rates_agree_with_scikit_learn(scored) -> None:
 def test_summary_auc_and_loss(scored) -> None:
     labels, scores = scored
     figures = summarise(labels, scores, threshold=0.4)
-    assert figures["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
+    assert figures.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
     expected_loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
-    assert figures["loss"] == pytest.approx(expected_loss, abs=1e-9)
-    assert figures["at_validation_threshold"]["threshold"] == 0.4
-    assert figures["oracle_best_on_test"]["accuracy"] >= figures["at_0.5"]["accuracy"]
+    assert figures.loss == pytest.approx(expected_loss, abs=1e-9)
+    assert figures.at_validation_threshold.threshold == 0.4
+    assert figures.oracle_best_on_test.accuracy >= figures.at_half.accuracy
 
 
 def test_best_threshold_is_optimal(scored) -> None:
@@ -93,11 +93,11 @@ def test_view2_thresholds_never_see_their_fold() -> None:
     labels = np.tile(np.repeat([1, 0], 300), 10)
     scores = np.clip(0.5 + 0.3 * (labels - 0.5) + rng.normal(0, 0.2, 6000), 0, 1)
     result = view2_folds(labels, scores, folds)
-    assert len(result["fold_accuracies"]) == 10
-    assert result["mean"] == pytest.approx(np.mean(result["fold_accuracies"]))
-    assert result["standard_error"] == pytest.approx(result["std"] / np.sqrt(10))
+    assert len(result.fold_accuracies) == 10
+    assert result.mean == pytest.approx(np.mean(result.fold_accuracies))
+    assert result.standard_error == pytest.approx(result.std / np.sqrt(10))
     rest = folds != 3
-    assert result["fold_thresholds"][3] == best_threshold(labels[rest], scores[rest])
+    assert result.fold_thresholds[3] == best_threshold(labels[rest], scores[rest])
 
 
 def test_degenerate_predictor_warned() -> None:
@@ -118,17 +118,17 @@ def test_metrics_and_report_import_no_tensorflow() -> None:
 
 
 def test_bootstrap_intervals_hold_the_estimate_and_tar_only_where_the_pairs_allow() -> None:
-    from lfwbench.metrics import equal_error_rate, operating_curves, tar_at_far
+    from lfwbench.metrics import TarAtFar, equal_error_rate, operating_curves, tar_at_far
 
     rng = np.random.default_rng(1)
     labels = np.array([1, 0] * 500)
     scores = np.clip(0.5 + 0.3 * (labels - 0.5) + rng.normal(0, 0.2, 1000), 0, 1)
     curves = operating_curves(labels, scores)
-    assert curves["auc_ci"]["low"] < roc_auc_score(labels, scores) < curves["auc_ci"]["high"]
-    assert curves["eer_ci"]["low"] < equal_error_rate(labels, scores) < curves["eer_ci"]["high"]
-    tar = curves["tar_at_far"]
-    assert tar["0.01"]["value"] == tar_at_far(labels, scores, 0.01)
-    assert tar["0.01"]["ci"]["low"] <= tar["0.01"]["value"] <= tar["0.01"]["ci"]["high"]
-    assert tar["0.001"] == {"value": None, "needs_different_pairs": 1000}  # 500 different pairs rest on 0 or 1
-    assert sum(curves["calibration"]["pairs_per_bin"]) == 1000 and len(curves["det"]["fpr_probit"]) > 10
-    assert operating_curves(labels, scores)["auc_ci"] == curves["auc_ci"]  # seeded: the same page twice
+    assert curves.auc_ci.low < roc_auc_score(labels, scores) < curves.auc_ci.high
+    assert curves.eer_ci.low < equal_error_rate(labels, scores) < curves.eer_ci.high
+    tar = curves.tar_at_far
+    assert tar["0.01"].value == tar_at_far(labels, scores, 0.01)
+    assert tar["0.01"].ci.low <= tar["0.01"].value <= tar["0.01"].ci.high
+    assert tar["0.001"] == TarAtFar(None, needs_different_pairs=1000)  # 500 different pairs rest on 0 or 1
+    assert sum(curves.calibration["pairs_per_bin"]) == 1000 and len(curves.det["fpr_probit"]) > 10
+    assert operating_curves(labels, scores).auc_ci == curves.auc_ci  # seeded: the same page twice

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from lfwbench.cli import main
+from lfwbench.metrics import View2Folds
 from lfwbench.report import render_report, write_report
 from lfwbench.results import write_results
 
@@ -39,11 +40,11 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
         assert f'id="{div}"' in html
     assert INJECTED not in html and "&lt;script&gt;window.__injected = 1&lt;/script&gt;" in html
     assert html.count("data:image/jpeg;base64,") > 10
-    at_validation = make_results(lfw_tree).metrics["at_validation_threshold"]
-    half_width = 100 * (at_validation["accuracy_ci"]["high"] - at_validation["accuracy_ci"]["low"]) / 2
+    at_validation = make_results(lfw_tree).metrics.at_validation_threshold
+    half_width = 100 * (at_validation.accuracy_ci.high - at_validation.accuracy_ci.low) / 2
     assert re.search(rf"±{half_width:.1f}\s+points", html) and "at 1,000 pairs" not in html
     assert "Most confident mistakes" in html and "Borderline pairs (probability near 0.450)" in html
-    assert f"TPR on 'same'</th><td>{100 * at_validation['tpr']:.1f}%" in html
+    assert f"TPR on 'same'</th><td>{100 * at_validation.tpr:.1f}%" in html
     assert "at the validation threshold 0.450" in html and "5 epochs in" in html and "70.8%" in html
     assert "n/a, needs ≥ 100 different-person pairs" in html  # 20 different pairs: no TAR at FAR 1%
     assert "AMD EPYC (avx512f avx2)" in html and "commit abc1234" in html and "lfwbench report --model m.keras" in html
@@ -112,7 +113,13 @@ def test_report_command_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "give --model CHECKPOINT, --results FILE or --crossval DIR" in result.output
     (tmp_path / "r.json").write_text("{}")
     result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
-    assert result.exit_code == 1 and "r.json" in result.output and "re-run evaluate" in result.output
+    assert result.exit_code == 1 and "r.json: written by another lfwbench (schema None" in result.output
+    (tmp_path / "r.json").write_text('{"schema_version": 1, "metrics": {"at_0.5": {}}}')  # before typed metrics
+    result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
+    assert result.exit_code == 1 and "(schema 1; this one reads 2); re-run lfwbench evaluate" in result.output
+    (tmp_path / "r.json").write_text('{"schema_version": 2, "metrics": {"pairs": "many"}}')
+    result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
+    assert result.exit_code == 1 and "r.json: not a file of lfwbench evaluate" in result.output
 
 
 @pytest.mark.browser
@@ -225,7 +232,7 @@ def test_the_gate_exits_3_below_the_operating_point_and_keeps_1_and_2_for_errors
     make_results, lfw_tree: Path, tmp_path: Path, extra: list[str], code: int
 ) -> None:
     results = make_results(lfw_tree)
-    at_threshold, at_half = results.operating_point["accuracy"], results.metrics["at_0.5"]["accuracy"]
+    at_threshold, at_half = results.operating_point.accuracy, results.metrics.at_half.accuracy
     assert at_threshold < at_half  # the hand-made results differ at the two thresholds
     write_results(tmp_path / "r.json", results)
     extra = [str((at_threshold + at_half) / 2) if value == "GATE" else value for value in extra]
@@ -237,7 +244,7 @@ def test_the_gate_exits_3_below_the_operating_point_and_keeps_1_and_2_for_errors
 def test_mixed_view1_and_view2_results_render_each_with_its_list(make_results, lfw_tree: Path) -> None:
     view2 = make_results(lfw_tree, name="view2-model")
     view2.data = {**view2.data, "pair_list_name": "pairs.txt", "folds": 10, "pair_list_md5": "def"}
-    view2.metrics["view2"] = {"fold_accuracies": [0.8] * 10, "mean": 0.8, "std": 0.01, "standard_error": 0.003}
+    view2.metrics.view2 = View2Folds([0.8] * 10, [0.5] * 10, 0.8, 0.01, 0.003)
     html = render_report([view2, make_results(lfw_tree)], plotlyjs="cdn")
     assert (
         "view2-model on <strong>pairs.txt</strong>" in html and "model-a on <strong>pairsDevTest.txt</strong>" in html
@@ -249,7 +256,7 @@ def test_disagreements_are_ranked_by_spread_balanced_and_show_every_verdict(make
     from lfwbench.report import disagreement_cards
 
     first, second = make_results(lfw_tree, pairs=40), make_results(lfw_tree, pairs=40, name="other", seed=3)
-    thresholds = [r.operating_point["threshold"] for r in (first, second)]
+    thresholds = [r.operating_point.threshold for r in (first, second)]
 
     def spread(k: int) -> float:
         return abs(first.pairs[k].probability - thresholds[0] - (second.pairs[k].probability - thresholds[1]))
@@ -271,7 +278,7 @@ def test_summary_tables_for_a_pull_request_and_a_paper(make_results, lfw_tree: P
     markdown = (tmp_path / "table.md").read_text().splitlines()
     point = results.operating_point
     assert markdown[0].startswith("| model | scored on | pairs | accuracy (95% CI) | threshold")
-    assert markdown[2].startswith(f"| cpu_seed0 & co | pairsDevTest.txt | 40 | {100 * point['accuracy']:.1f}% (")
+    assert markdown[2].startswith(f"| cpu_seed0 & co | pairsDevTest.txt | 40 | {100 * point.accuracy:.1f}% (")
     latex = (tmp_path / "table.tex").read_text()
     assert r"cpu\_seed0 \& co & pairsDevTest.txt & 40 & " in latex and r"accuracy (95\% CI)" in latex
     assert latex.startswith(r"\begin{tabular}") and r"\bottomrule" in latex

@@ -135,12 +135,12 @@ def test_another_runs_checkpoint_or_bundle_in_the_folder_is_not_trusted(
     shutil.copyfile(other / "best.int8.tflite", folder / "best.int8.tflite")  # the other run's int8 twin
     own = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree)
     mixed = evaluate(folder / runs.BEST_KERAS, lfw_tree)
-    assert any("not the TFLite file its best.int8.json vouches for" in w for w in mixed.metrics["warnings"])
+    assert any("not the TFLite file its best.int8.json vouches for" in w for w in mixed.metrics.warnings)
     assert [p.probability for p in mixed.pairs] == pytest.approx([p.probability for p in own.pairs], abs=1e-6)
     shutil.copyfile(other / runs.BEST_KERAS, folder / runs.BEST_KERAS)  # the other run's checkpoint, this config
     foreign = evaluate(folder / runs.BEST_KERAS, lfw_tree)
     assert foreign.training == {} and foreign.leakage["checked"] is False and foreign.settings["crop"] == 0
-    assert any("is not a checkpoint the run in" in w for w in foreign.metrics["warnings"])
+    assert any("is not a checkpoint the run in" in w for w in foreign.metrics.warnings)
 
 
 def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, tmp_path: Path) -> None:
@@ -150,9 +150,9 @@ def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, t
     (cached,) = Path(os.environ["LFWBENCH_CACHE"]).glob(f"twin-{first.model['sha256'][:24]}.int8.tflite")
     cached.write_bytes(cached.read_bytes()[:-100] + b"\0" * 100)
     again = evaluate(moved, lfw_tree)
-    assert any("not the TFLite file" in w for w in again.metrics["warnings"])
+    assert any("not the TFLite file" in w for w in again.metrics.warnings)
     assert [p.probability for p in again.pairs] == pytest.approx([p.probability for p in first.pairs], abs=1e-6)
-    assert evaluate(moved, lfw_tree).metrics["warnings"] == first.metrics["warnings"]  # repaired for good
+    assert evaluate(moved, lfw_tree).metrics.warnings == first.metrics.warnings  # repaired for good
 
 
 def test_ensemble_refuses_a_non_empty_out_and_commits_its_config_with_its_checkpoints(
@@ -204,10 +204,10 @@ def test_training_logs_no_legacy_hdf5_warning_per_epoch(lfw_tree: Path, tmp_path
 
 def test_verdicts_gallery_and_confusion_follow_the_validation_threshold(cropped_run: Path, lfw_tree: Path) -> None:
     results = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree)
-    threshold = results.metrics["at_validation_threshold"]["threshold"]
+    threshold = results.metrics.at_validation_threshold.threshold
     assert [p.predicted for p in results.pairs] == [int(p.probability >= threshold) for p in results.pairs]
-    assert sum(p.correct for p in results.pairs) == round(results.operating_point["accuracy"] * len(results.pairs))
-    (tn, fp), (fn, tp) = results.operating_point["confusion"]
+    assert sum(p.correct for p in results.pairs) == round(results.operating_point.accuracy * len(results.pairs))
+    (tn, fp), (fn, tp) = results.operating_point.confusion
     assert tp + tn == sum(p.correct for p in results.pairs)
     environment = results.environment
     assert environment["cores"] >= 1 and environment["vector_instructions"] and environment["tensorflow_version"]
