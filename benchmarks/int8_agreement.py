@@ -28,12 +28,12 @@ def main() -> None:
         for engine in ("float32", "int8")
     }
     probabilities = {engine: np.array([p.probability for p in r.pairs]) for engine, r in scored.items()}
-    thresholds = {engine: r.operating_point["threshold"] for engine, r in scored.items()}
+    thresholds = {engine: r.operating_point.threshold for engine, r in scored.items()}
     own = {engine: probabilities[engine] >= thresholds[engine] for engine in scored}
     common = {engine: probabilities[engine] >= thresholds["float32"] for engine in scored}
     pairs = len(probabilities["float32"])
     for engine, results in scored.items():
-        print(f"{engine:>8}: threshold {thresholds[engine]:.4f}, accuracy {results.operating_point['accuracy']:.4f}")
+        print(f"{engine:>8}: threshold {thresholds[engine]:.4f}, accuracy {results.operating_point.accuracy:.4f}")
     for name, verdicts in (("each at its own threshold", own), ("both at float32's threshold", common)):
         agree = int((verdicts["float32"] == verdicts["int8"]).sum())
         interval = wilson_interval(agree, pairs)

@@ -3,9 +3,9 @@
 A Keras 2 file is never deserialised by Keras (its Lambda holds marshalled bytecode): the Koch-family topology
 is read from the stored JSON config, rebuilt with lfwbench's layers, and the weights are read with h5py.
 
-Every checkpoint lfwbench writes carries its own preprocessing (`ImageSpec`: side, channels, crop): an entry
-`lfwbench.json` in the `.keras` zip, an attribute of the `.h5` file. `image_spec` reads it without TensorFlow, so a
-checkpoint copied out of its run folder is still fed the images it was trained on.
+Every checkpoint lfwbench writes carries its own preprocessing (`ImageSpec`: side, channels, crop) and preset: an
+entry `lfwbench.json` in the `.keras` zip, an attribute of the `.h5` file. `read_stamp` reads it without TensorFlow,
+so a checkpoint copied out of its run folder is still fed the images it was trained on.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,7 +70,7 @@ def save_model(
     if spec is None:
         size, _, channels = model.get_layer("twin").input.shape[1:]
         spec = ImageSpec(int(size), int(channels))
-    stamp = json.dumps(asdict(spec), sort_keys=True)
+    stamp = json.dumps({**asdict(spec), "preset": model.name.removeprefix("siamese_")}, sort_keys=True)
     with replacing(path) as temporary, warnings.catch_warnings(), quiet_absl():
         warnings.simplefilter("ignore")  # Keras calls .h5 "legacy" (through absl too); users ask for it by name
         target.save(temporary)
@@ -82,9 +82,17 @@ def save_model(
                 file.attrs[SPEC_ENTRY] = stamp
 
 
-def image_spec(path: str | Path) -> ImageSpec | None:
-    """The preprocessing stamped into an lfwbench checkpoint; None for a checkpoint without one (the notebook's,
-    or one written before stamps)."""
+@dataclass(frozen=True)
+class Stamp:
+    """What an lfwbench checkpoint says of itself, readable without TensorFlow."""
+
+    spec: ImageSpec
+    preset: str | None
+
+
+def read_stamp(path: str | Path) -> Stamp | None:
+    """The preprocessing and preset stamped into an lfwbench checkpoint; None for a checkpoint without a stamp (the
+    notebook's, or one written before stamps)."""
     path = Path(path)
     try:
         if zipfile.is_zipfile(path):
@@ -95,7 +103,11 @@ def image_spec(path: str | Path) -> ImageSpec | None:
                 stamp = file.attrs.get(SPEC_ENTRY)
         else:
             raise CheckpointError(f"{path}: not a Keras checkpoint (neither a .keras zip nor HDF5)")
-        return None if stamp is None else ImageSpec(**json.loads(_text(stamp)))
+        if stamp is None:
+            return None
+        fields = json.loads(_text(stamp))
+        preset = fields.pop("preset", None)
+        return Stamp(ImageSpec(**fields), preset)
     except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from None
 

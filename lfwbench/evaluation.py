@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lfwbench.checkpoints import image_spec
+from lfwbench.checkpoints import read_stamp
 from lfwbench.dataset import data_stats
 from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
 from lfwbench.errors import LfwbenchError
@@ -20,6 +20,7 @@ from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_varia
 from lfwbench.machine import environment, library_versions
 from lfwbench.metrics import best_threshold, summarise, view2_folds
 from lfwbench.pairs import SAME, file_md5, load_pairs, people_of
+from lfwbench.presets import PRESETS
 from lfwbench.results import PairRecord, Results
 from lfwbench.runs import Run, read_run
 
@@ -55,13 +56,15 @@ def prepare_scorer(
 ) -> Scorer:
     """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
 
-    `auto` picks float32 Keras where an NVIDIA GPU is present, else the int8 TFLite twin; a checkpoint converted for the
+    `auto` picks float32 Keras where an NVIDIA GPU is present or for a preset whose int8 verdicts were not shown to
+    agree with float32's (`Preset.int8_agrees`), else the int8 TFLite twin; a checkpoint converted for the
     first time has its bundle stored in the cache, keyed by its sha256. A bundle that does not belong to the
     checkpoint, or that fails to load, is passed over with a warning and rebuilt into the cache.
     """
     gpu = shutil.which("nvidia-smi") is not None
     if engine == "auto":
-        engine = "float32" if gpu else "int8"
+        known = PRESETS.get(preset or "")
+        engine = "float32" if gpu or (known is not None and not known.int8_agrees) else "int8"
     cached = default_cache_dir() / f"twin-{sha256[:24]}"
     if engine == "int8":
         for stem in (model_path.with_suffix(""), cached):
@@ -129,11 +132,11 @@ def evaluate(
     checkpoint_sha256 = file_digest(model_path)
     run, notes = read_run(model_path, checkpoint_sha256)
     options = run.options if run is not None else {}
-    scorer = prepare_scorer(
-        model_path, checkpoint_sha256, engine, options.get("preset"), batch_size, flip, notes.append
-    )
+    stamp = read_stamp(model_path)
+    preset = options.get("preset") or (stamp.preset if stamp is not None else None)
+    scorer = prepare_scorer(model_path, checkpoint_sha256, engine, preset, batch_size, flip, notes.append)
     size, _, channels = scorer.facts["input_shape"]
-    spec = image_spec(model_path) or (run.image_spec if run is not None else ImageSpec(size, channels, 0))
+    spec = stamp.spec if stamp is not None else run.image_spec if run is not None else ImageSpec(size, channels, 0)
     timings["load_model"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -49,6 +49,16 @@ def progress_line(message: str) -> None:
     click.echo(message, err=True)  # stderr: stdout carries results (a Ray task's stays on its worker)
 
 
+def _readable(path: Path) -> bool:
+    """Whether a fold's results can be read back; one written by an older lfwbench is scored again (the model and
+    its threshold are final, so the figures are the same)."""
+    try:
+        read_results(path)
+    except LfwbenchError:
+        return False
+    return True
+
+
 def run_job(job: Job) -> JobResult:
     """Train the job's run (resuming an interrupted one, reading back a finished one), then score its fold."""
     from lfwbench.training import train
@@ -66,7 +76,7 @@ def run_job(job: Job) -> JobResult:
         result = train(job.config, job.root, job.folder, mode=mode, verbose=0, progress=progress_line)
         summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
         write_json(done, summary)
-    if job.config.fold and not (job.folder / runs.FOLD_RESULTS).is_file():
+    if job.config.fold and not _readable(job.folder / runs.FOLD_RESULTS):
         from lfwbench.evaluation import evaluate
         from lfwbench.results import write_results
 

@@ -154,7 +154,7 @@ def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_
     assert (run_dir / "best.int8.tflite").is_file() and (run_dir / "best.int8.json").is_file()
     code = (
         "import sys; from pathlib import Path; from lfwbench.evaluation import evaluate; "
-        f"r = evaluate(Path({str(run_dir / 'best.keras')!r}), Path({str(lfw_tree)!r}), progress=False); "
+        f"r = evaluate(Path({str(run_dir / 'best.keras')!r}), Path({str(lfw_tree)!r}), engine='int8', progress=False); "
         "print(r.settings['engine'], 'tensorflow' in sys.modules)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -175,3 +175,16 @@ def test_foreign_checkpoint_bundle_goes_to_the_cache_and_a_damaged_one_is_rebuil
     again = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="int8", progress=False)
     assert [p.probability for p in again.pairs] == pytest.approx([p.probability for p in first.pairs], abs=1e-6)
     assert tflite.stat().st_size > 1000
+
+
+def test_auto_scores_in_float32_a_preset_whose_int8_verdicts_were_not_shown_to_agree(
+    run_dir: Path, lfw_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from lfwbench import presets
+
+    assert presets.PRESETS["cpu"].int8_agrees is False and presets.PRESETS["koch"].int8_agrees is True
+    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings["engine"].startswith("int8")
+    monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.PRESETS["tiny"], int8_agrees=False))
+    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings["engine"] == "float32 (Keras on the CPU)"

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 pytest.importorskip("tensorflow")
 
 from lfwbench import runs  # noqa: E402
-from lfwbench.checkpoints import image_spec  # noqa: E402
+from lfwbench.checkpoints import Stamp, read_stamp  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.config import TrainConfig  # noqa: E402
 from lfwbench.errors import LfwbenchError, RunFolderError  # noqa: E402
@@ -117,7 +117,8 @@ def test_train_refuses_a_finished_run_then_resumes_or_overwrites_it(cropped_run:
 def test_a_checkpoint_carries_its_crop_and_scores_with_it_out_of_its_folder(
     cropped_run: Path, lfw_tree: Path, tmp_path: Path
 ) -> None:
-    assert image_spec(cropped_run / runs.BEST_KERAS) == image_spec(cropped_run / runs.BEST_H5) == ImageSpec(32, 3, 128)
+    stamps = [read_stamp(cropped_run / name) for name in (runs.BEST_KERAS, runs.BEST_H5)]
+    assert stamps[0] == stamps[1] == Stamp(ImageSpec(32, 3, 128), "tiny")
     moved = tmp_path / "moved.keras"
     shutil.copyfile(cropped_run / runs.BEST_KERAS, moved)
     at_home, away = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree), evaluate(moved, lfw_tree)
