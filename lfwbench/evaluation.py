@@ -18,7 +18,7 @@ from lfwbench.errors import LfwbenchError
 from lfwbench.files import file_digest
 from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
 from lfwbench.machine import environment, library_versions
-from lfwbench.metrics import best_threshold, summarise, view2_folds
+from lfwbench.metrics import best_threshold, summarise, threshold_at_far, view2_folds
 from lfwbench.pairs import SAME, file_md5, load_pairs, people_of
 from lfwbench.presets import PRESETS
 from lfwbench.results import PairRecord, Results
@@ -94,8 +94,11 @@ def prepare_scorer(
     return Scorer(score, model_facts(model, preset), f"float32 (Keras on the {'GPU' if gpu else 'CPU'})")
 
 
-def _validation_threshold(run: Run | None, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score):
-    """The accuracy-maximising threshold on validation pairs: `threshold_from`, else the run's held-out split."""
+def _validation_threshold(
+    run: Run | None, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score, far: float | None
+):
+    """The threshold chosen on validation pairs (`threshold_from`, else the run's held-out split): the one that
+    maximises accuracy there, or with `far` the lowest whose false accept rate there is at most `far`."""
     if threshold_from is not None:
         pairs, source = load_pairs(threshold_from).pairs, Path(threshold_from).name
     else:
@@ -104,7 +107,9 @@ def _validation_threshold(run: Run | None, root: Path, image_dir: Path, spec: Im
             return None, None
         pairs, source = held_out
     loaded = load_pair_images(pairs, image_dir, spec, source, cache_dir=default_cache_dir(), progress=False)
-    return best_threshold(loaded.labels, score(loaded, False)), {"source": source, "pairs": len(loaded.pairs)}
+    scores = score(loaded, False)
+    chosen = threshold_at_far(loaded.labels, scores, far) if far else best_threshold(loaded.labels, scores)
+    return chosen, {"source": source, "pairs": len(loaded.pairs), "far": far}
 
 
 def evaluate(
@@ -120,12 +125,14 @@ def evaluate(
     progress: bool = True,
     fold: int = 0,
     view2: bool = False,
+    far: float | None = None,
 ) -> Results:
     """Score every pair of `pairs_path` (default: pairsDevTest.txt in `root`) and compute all metrics.
 
     The decision threshold is chosen on validation pairs, never on the evaluated ones; View 2 lists (several
     folds) also get the 10-fold protocol; with `fold` only that fold of a View 2 list is scored (`crossval` scores
-    each fold's model so); `view2` refuses a list of one fold. `engine`: see `prepare_scorer`.
+    each fold's model so); `view2` refuses a list of one fold; `far` sets the operating point at that false accept
+    rate on the validation pairs instead of at their best accuracy. `engine`: see `prepare_scorer`.
     """
     timings = {}
     started = time.perf_counter()
@@ -170,7 +177,7 @@ def evaluate(
     timings["images_per_second"] = len(loaded.paths) * (2 if flip else 1) / timings["infer"]
 
     started = time.perf_counter()
-    threshold, threshold_source = _validation_threshold(run, root, image_dir, spec, threshold_from, scorer.score)
+    threshold, threshold_source = _validation_threshold(run, root, image_dir, spec, threshold_from, scorer.score, far)
     timings["validation_threshold"] = time.perf_counter() - started
 
     started = time.perf_counter()

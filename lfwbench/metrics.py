@@ -82,6 +82,16 @@ def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> 
     )
 
 
+def threshold_at_far(labels: np.ndarray, scores: np.ndarray, far: float) -> float:
+    """The lowest threshold whose false accept rate on these pairs is at most `far` (pairs at or above it are
+    accepted), so that as many same-person pairs as that allows are accepted."""
+    different = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(labels) == DIFFERENT])[::-1]
+    if not len(different):
+        return 0.0
+    allowed = math.floor(far * len(different))  # different-person pairs that may be accepted
+    return float(np.nextafter(different[allowed], np.inf)) if allowed < len(different) else float(different[-1])
+
+
 def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The threshold of highest accuracy on these pairs (midpoint between neighbouring scores)."""
     order = np.argsort(scores, kind="stable")

@@ -65,8 +65,10 @@ class Results:
 
     @property
     def operating_label(self) -> str:
+        chosen = self.metrics.validation_threshold or {}
+        far = f" for FAR {100 * chosen['far']:g}%" if chosen.get("far") else ""
         validated = self.metrics.at_validation_threshold is not None
-        where = "the validation threshold" if validated else "0.5 (no validation pairs)"
+        where = f"the validation threshold{far}" if validated else "0.5 (no validation pairs)"
         return f"{where} {self.operating_point.threshold:.3f}"
 
     def gate_value(self, metric: str) -> tuple[float, str]:

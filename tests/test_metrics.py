@@ -132,3 +132,15 @@ def test_bootstrap_intervals_hold_the_estimate_and_tar_only_where_the_pairs_allo
     assert tar["0.001"] == TarAtFar(None, needs_different_pairs=1000)  # 500 different pairs rest on 0 or 1
     assert sum(curves.calibration["pairs_per_bin"]) == 1000 and len(curves.det["fpr_probit"]) > 10
     assert operating_curves(labels, scores).auc_ci == curves.auc_ci  # seeded: the same page twice
+
+
+def test_threshold_at_far_accepts_at_most_that_share_of_different_pairs() -> None:
+    from lfwbench.metrics import threshold_at_far
+
+    rng = np.random.default_rng(2)
+    labels = np.array([1, 0] * 500)
+    scores = np.clip(0.5 + 0.3 * (labels - 0.5) + rng.normal(0, 0.2, 1000), 0, 1)
+    for far in (0.01, 0.1, 0.5):
+        threshold = threshold_at_far(labels, scores, far)
+        accepted = scores[labels == 0] >= threshold
+        assert accepted.mean() <= far and (scores[labels == 0] >= np.nextafter(threshold, -1)).mean() > far - 0.003

@@ -231,3 +231,12 @@ def test_train_prints_results_on_stdout_and_epochs_on_stderr(lfw_tree: Path, tmp
     assert result.exit_code == 0, result.output
     assert result.stderr.count("run: epoch ") == 2 and "━" not in result.stdout and "run: epoch" not in result.stdout
     assert result.stdout.startswith("best.* hold epoch")
+
+
+def test_far_sets_the_operating_point_on_the_validation_pairs(cropped_run: Path, lfw_tree: Path) -> None:
+    at_far = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree, far=0.25)
+    assert at_far.metrics.validation_threshold["far"] == 0.25 and "for FAR 25%" in at_far.operating_label
+    args = ["evaluate", "--model", str(cropped_run / runs.BEST_KERAS), "--data", str(lfw_tree), "--far", "0.25"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "at the validation threshold for FAR 25%" in result.stdout, result.output
+    assert CliRunner().invoke(main, [*args[:-1], "1.5"]).exit_code == 2
