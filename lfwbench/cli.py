@@ -66,11 +66,32 @@ def with_options(options: list):
 
 @click.group(cls=Lfwbench, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lfwbench")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also show TensorFlow's native start-up logs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr (warnings and errors still show).")
+@click.pass_context
+def main(context: click.Context, verbose: bool, quiet: bool) -> None:
     """Siamese face verification on Labeled Faces in the Wild: check data, train, evaluate, report.
+
+    Stdout carries results only; progress goes to stderr.
 
     Example: lfwbench run --data ../shared/lfw --preset cpu
     """
+    from lfwbench.console import without_native_logs
+
+    context.obj = {"quiet": quiet}
+    if not verbose:
+        context.with_resource(without_native_logs())
+
+
+def quiet() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context and (context.find_root().obj or {}).get("quiet"))
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, unless -q."""
+    if not quiet():
+        echo_err(message)
 
 
 @main.group()
@@ -162,7 +183,7 @@ def data_fetch(dest: Path, variant: str, mirrors: tuple[str, ...], archive: Path
     """
     from lfwbench.fetch import fetch_lfw
 
-    image_dir = fetch_lfw(dest, variant, mirrors, archive, report=echo_err)
+    image_dir = fetch_lfw(dest, variant, mirrors, archive, report=progress)
     click.echo(f"ready: {image_dir}")
 
 
@@ -327,7 +348,7 @@ def train(data: Path | None, out: Path | None, resume: bool, overwrite: bool, **
 
     out = out or default_run_folder(options["preset"], options["seed"])
     mode = mode_of(resume, overwrite)
-    summary = train_run(train_config(options), resolve_data_root(data), out, mode=mode, verbose=0, progress=echo_err)
+    summary = train_run(train_config(options), resolve_data_root(data), out, mode=mode, verbose=0, progress=progress)
     echo_summary(summary)
 
 
@@ -386,7 +407,7 @@ def search(data: Path | None, out: Path, ray_address, cpus_per_job, gpus_per_job
     combinations = grid(**{name: chosen for name, chosen in values.items() if chosen})
     runner = job_runner(ray_address, cpus_per_job, gpus_per_job)
     base = train_config({**options, "dropout": 0.3})
-    rows = search_runs(base, resolve_data_root(data), out, combinations, runner, echo_err)
+    rows = search_runs(base, resolve_data_root(data), out, combinations, runner, progress)
     for row in rows:
         click.echo(f"{row['run']:<50} val_accuracy {row['best_val_accuracy']:.4f}  val_loss {row['best_val_loss']:.4f}")
     click.echo(f"best: {rows[0]['run']} ({out / 'results.csv'})")
@@ -421,7 +442,7 @@ def crossval(data, folds, runs_dir, ray_address, cpus_per_job, gpus_per_job, **o
             raise click.UsageError(f"{option} does not apply: crossval trains and scores on pairs.txt and people.txt")
     runs_dir = runs_dir or Path("runs") / f"crossval-{options['preset']}-seed{options['seed']}"
     runner = job_runner(ray_address, cpus_per_job, gpus_per_job)
-    result = run_crossval(train_config(options), resolve_data_root(data), runs_dir, folds, runner, echo_err)
+    result = run_crossval(train_config(options), resolve_data_root(data), runs_dir, folds, runner, progress)
     for row in result.folds:
         click.echo(
             f"fold {row.fold:2d}  accuracy {row.accuracy:.4f} at threshold {row.threshold:.3f}  TPR {row.tpr:.4f}  "
@@ -563,7 +584,8 @@ def run_evaluation(model: Path, data: Path | None, pairs_path: Path | None, view
 
     if pairs_path and view2:
         raise click.UsageError("give --pairs or --view2, not both")
-    return evaluate_model(model, resolve_data_root(data), view2 or pairs_path, view2=view2 is not None, **options)
+    root = resolve_data_root(data)
+    return evaluate_model(model, root, view2 or pairs_path, view2=view2 is not None, progress=not quiet(), **options)
 
 
 @main.command()
@@ -753,9 +775,9 @@ def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, 
     root = resolve_data_root(data)
     folder = default_run_folder(options["preset"], options["seed"], runs)
     trained = train_run(
-        train_config(options), root, folder, mode=mode_of(resume, overwrite), verbose=0, progress=echo_err
+        train_config(options), root, folder, mode=mode_of(resume, overwrite), verbose=0, progress=progress
     )
     echo_summary(trained)
     checkpoint = trained.out_dir / BEST_H5
-    results = evaluate_model(checkpoint, root, root / options["eval_list"], flip=flip)
+    results = evaluate_model(checkpoint, root, root / options["eval_list"], flip=flip, progress=not quiet())
     write_report_files([results], out, plotlyjs, gallery, fail_under, gate, (checkpoint,), summary, latex)

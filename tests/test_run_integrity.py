@@ -240,3 +240,22 @@ def test_far_sets_the_operating_point_on_the_validation_pairs(cropped_run: Path,
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "at the validation threshold for FAR 25%" in result.stdout, result.output
     assert CliRunner().invoke(main, [*args[:-1], "1.5"]).exit_code == 2
+
+
+def test_stdout_holds_results_and_stderr_no_native_tensorflow_logs_unless_verbose(
+    lfw_tree: Path, tmp_path: Path
+) -> None:
+    def lfwbench(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lfwbench", *args], capture_output=True, text=True, timeout=300)
+
+    train_args = ["train", "--data", str(lfw_tree), "--preset", "tiny", "--epochs", "1", "--batch-size", "4",
+                  "--val-fraction", "0.3", "--out", str(tmp_path / "run")]  # fmt: skip
+    quiet = lfwbench(*train_args)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stdout.startswith("best.* hold epoch 1/1") and "run: epoch 1/1" in quiet.stderr
+    assert "I0000" not in quiet.stderr and "absl::InitializeLog" not in quiet.stderr, quiet.stderr
+    verbose = lfwbench("-v", *train_args[:-1], str(tmp_path / "again"))
+    assert verbose.returncode == 0 and "oneDNN" in verbose.stderr  # TensorFlow's start-up line, shown on request
+    silent = lfwbench("-q", "evaluate", "--model", str(tmp_path / "run" / "best.keras"), "--data", str(lfw_tree))
+    assert silent.returncode == 0 and silent.stdout.startswith("run/best on pairsDevTest.txt")
+    assert "Embedding" not in silent.stderr and "XNNPACK delegate" not in silent.stderr, silent.stderr
