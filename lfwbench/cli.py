@@ -562,6 +562,12 @@ def evaluation_options(function):
         ),
         click.option("--skip-missing", is_flag=True, help="Leave out pairs whose images are missing (counted)."),
         click.option(
+            "--fold",
+            type=click.IntRange(1),
+            default=0,
+            help="Score only this fold of a View 2 list (as crossval scores each fold's model).",
+        ),
+        click.option(
             "--far",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
             help="Operating point at this false accept rate on the validation pairs (e.g. 1e-2), not at their best "

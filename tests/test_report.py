@@ -151,6 +151,8 @@ def test_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_path: Pat
             ".plotly-graph-div", "ds => ds.map(d => d.querySelector('svg.main-svg') !== null)"
         )
         images = page.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)")
+        drawn = page.evaluate("['fig-det', 'fig-calibration-1'].map(id => !!document.querySelector(`#${id} svg`))")
+        facts = page.inner_text("#run-facts")
         injected = page.evaluate("window.__injected === undefined")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
@@ -162,7 +164,8 @@ def test_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_path: Pat
             narrow = False
         browser.close()
     assert errors == []
-    assert len(charts) >= 8 and all(charts)
+    assert len(charts) >= 10 and all(charts) and drawn == [True, True]
+    assert "AMD EPYC (avx512f avx2)" in facts and "lfwbench report --model m.keras" in facts
     assert len(images) > 20 and all(images)
     assert injected, "a person's name ran as a script"
     assert narrow, "the page scrolls sideways on a narrow screen"

@@ -259,3 +259,12 @@ def test_stdout_holds_results_and_stderr_no_native_tensorflow_logs_unless_verbos
     silent = lfwbench("-q", "evaluate", "--model", str(tmp_path / "run" / "best.keras"), "--data", str(lfw_tree))
     assert silent.returncode == 0 and silent.stdout.startswith("run/best on pairsDevTest.txt")
     assert "Embedding" not in silent.stderr and "XNNPACK delegate" not in silent.stderr, silent.stderr
+
+
+def test_fold_scores_one_view2_fold(cropped_run: Path, lfw_tree: Path) -> None:
+    args = ["evaluate", "--model", str(cropped_run / runs.BEST_KERAS), "--data", str(lfw_tree),
+            "--view2", str(lfw_tree / "pairs.txt"), "--fold", "2"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "on pairs.txt fold 2 (6 pairs" in result.stdout, result.output
+    result = CliRunner().invoke(main, [*args[:-1], "3"])
+    assert result.exit_code == 1 and "pairs.txt: no fold 3 (it has 2)" in result.output
