@@ -563,9 +563,9 @@ def evaluation_options(function):
         click.option("--skip-missing", is_flag=True, help="Leave out pairs whose images are missing (counted)."),
         click.option(
             "--fold",
-            type=click.IntRange(1),
+            type=click.IntRange(0),
             default=0,
-            help="Score only this fold of a View 2 list (as crossval scores each fold's model).",
+            help="Score only this fold of a View 2 list, as crossval scores each fold's model (0: every pair).",
         ),
         click.option(
             "--far",
