@@ -44,6 +44,7 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
     half_width = 100 * (at_validation.accuracy_ci.high - at_validation.accuracy_ci.low) / 2
     assert re.search(rf"±{half_width:.1f}\s+points", html) and "at 1,000 pairs" not in html
     assert "Most confident mistakes" in html and "Borderline pairs (probability near 0.450)" in html
+    assert "Verdicts at the validation threshold 0.450. Green: right" in html and "at threshold 0.5" not in html
     assert f"TPR on 'same'</th><td>{100 * at_validation.tpr:.1f}%" in html
     assert "at the validation threshold 0.450" in html and "5 epochs in" in html and "70.8%" in html
     assert "n/a, needs ≥ 100 different-person pairs" in html  # 20 different pairs: no TAR at FAR 1%
