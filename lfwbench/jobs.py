@@ -64,15 +64,14 @@ def run_job(job: Job) -> JobResult:
     from lfwbench.training import train
 
     folder, done = runs.RunFolder(job.folder), job.folder / runs.SUMMARY
+    if folder.is_run():  # finished or not, a run of other options is never passed off as this job's
+        stored = TrainConfig.stored(folder.read_config()["config"])
+        if replace(stored, epochs=None) != replace(job.config.resolved(), epochs=None):
+            raise LfwbenchError(f"{job.folder}: holds a run with other options; choose another runs folder")
     if done.is_file():
         summary = json.loads(done.read_text())
     else:
-        mode = "new"
-        if folder.is_run():
-            mode = "resume"
-            stored = TrainConfig.stored(folder.read_config()["config"])
-            if replace(stored, epochs=None) != replace(job.config.resolved(), epochs=None):
-                raise LfwbenchError(f"{job.folder}: holds a run with other options; choose another runs folder")
+        mode = "resume" if folder.is_run() else "new"
         result = train(job.config, job.root, job.folder, mode=mode, verbose=0, progress=progress_line)
         summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
         write_json(done, summary)

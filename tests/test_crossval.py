@@ -73,6 +73,8 @@ def test_crossval_scores_each_fold_with_a_model_that_never_saw_its_people(lfw_tr
 
 def test_crossval_with_other_options_in_the_same_folder_is_refused(lfw_tree: Path, tmp_path: Path) -> None:
     assert crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1").exit_code == 0
+    result = crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1", "--dropout", "0.5")
+    assert result.exit_code == 1 and "holds a run with other options" in result.output, result.output
     (tmp_path / "cv" / "fold01" / "summary.json").unlink()  # as if interrupted after training
     result = crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1", "--dropout", "0.5")
     assert result.exit_code == 1 and "holds a run with other options" in result.output, result.output
