@@ -96,8 +96,8 @@ def lfwbench_way(root: Path, checkpoint: Path, out: Path) -> dict:
     start = time.perf_counter()
     write_report(out, [results])
     stages["render"] = time.perf_counter() - start
-    shape = results.model["input_shape"]
-    array_mb = results.data["distinct_images"] * shape[0] * shape[1] * shape[2] / 1e6
+    shape = results.model.input_shape
+    array_mb = results.data.distinct_images * shape[0] * shape[1] * shape[2] / 1e6
     return {"stages": stages, "array_mb": array_mb, "accuracy": results.metrics.at_half.accuracy}
 
 

@@ -477,11 +477,9 @@ def echo_headline(results, err: bool = False) -> None:
     """The one-screen summary of an evaluation: the operating point first, then 0.5, the curve, the engine."""
     m, point = results.metrics, results.operating_point
     ci, half = point.accuracy_ci, m.at_half
-    flip = ", test-time flip averaging" if results.settings.get("flip_tta") else ""
-    fold = f" fold {results.data['fold']}" if results.data.get("fold") else ""
-    engine = results.settings.get("engine", "not recorded")
+    flip = ", test-time flip averaging" if results.settings.flip_tta else ""
     lines = [
-        f"{results.name} on {results.data['pair_list_name']}{fold} ({m.pairs} pairs{flip}; engine {engine})",
+        f"{results.name} on {results.data.scored_on} ({m.pairs} pairs{flip}; engine {results.settings.engine})",
         f"  accuracy  {point.accuracy:.4f}  (95% CI {ci.low:.3f}-{ci.high:.3f}) at {results.operating_label}",
         f"  TPR same  {point.tpr:.4f}   TNR different {point.tnr:.4f}",
         f"  at 0.5    {half.accuracy:.4f}  (TPR {half.tpr:.4f}, TNR {half.tnr:.4f})",
@@ -632,9 +630,9 @@ def evaluate(model: Path, out: Path | None, predictions: Path | None, fail_under
 
 def report_path(results) -> Path:
     """reports/<checkpoint-name>-<pair-list>.html, the checkpoint named by its run folder when it is best/last."""
-    model = Path(results.model["path"])
+    model = Path(results.model.path)
     name = f"{model.parent.name}-{model.stem}" if model.stem in ("best", "last") else model.stem
-    return Path("reports") / f"{name}-{Path(results.data['pair_list_name']).stem}.html"
+    return Path("reports") / f"{name}-{Path(results.data.pair_list_name).stem}.html"
 
 
 def write_report_files(

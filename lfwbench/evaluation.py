@@ -21,7 +21,7 @@ from lfwbench.machine import environment, library_versions
 from lfwbench.metrics import best_threshold, summarise, threshold_at_far, view2_folds
 from lfwbench.pairs import SAME, file_md5, load_pairs, people_of
 from lfwbench.presets import PRESETS
-from lfwbench.results import PairRecord, Results
+from lfwbench.results import DataFacts, ModelFacts, PairRecord, Results, Settings
 from lfwbench.runs import Run, read_run
 
 
@@ -205,39 +205,33 @@ def evaluate(
         for pair, i, j, score, guess in zip(loaded.pairs, loaded.left, loaded.right, scores, predicted, strict=True)
     ]  # fmt: skip
     return Results(
-        model={
-            "name": model_path.stem
+        model=ModelFacts(
+            name=model_path.stem
             if model_path.stem not in ("best", "last")
             else f"{model_path.parent.name}/{model_path.stem}",
-            "path": str(model_path),
-            "sha256": checkpoint_sha256,
-            "preset": scorer.facts["preset"],
-            "parameters": scorer.facts["parameters"],
-            "twin_parameters": scorer.facts["twin_parameters"],
-            "input_shape": list(spec.shape),
-            "layers": scorer.facts["layers"],
-        },
-        data={
-            "root": str(root.resolve()),
-            "variant": variant,
-            "pair_list": str(pairs_path),
-            "pair_list_name": pair_list.name,
-            "pair_list_md5": file_md5(pairs_path),
-            "folds": pair_list.folds,
-            "fold": fold,
-            "distinct_images": len(loaded.paths),
-            "skipped_pairs": [{"line": pair.line, "reason": reason} for pair, reason in loaded.skipped],
-            "stats": data_stats(root, options.get("val_fraction", 0.2), run.split_seed if run is not None else 0),
-        },
+            path=str(model_path),
+            sha256=checkpoint_sha256,
+            preset=scorer.facts["preset"],
+            parameters=scorer.facts["parameters"],
+            twin_parameters=scorer.facts["twin_parameters"],
+            input_shape=list(spec.shape),
+            layers=scorer.facts["layers"],
+        ),
+        data=DataFacts(
+            root=str(root.resolve()),
+            variant=variant,
+            pair_list=str(pairs_path),
+            pair_list_name=pair_list.name,
+            pair_list_md5=file_md5(pairs_path),
+            folds=pair_list.folds,
+            fold=fold,
+            distinct_images=len(loaded.paths),
+            skipped_pairs=[{"line": pair.line, "reason": reason} for pair, reason in loaded.skipped],
+            stats=data_stats(root, options.get("val_fraction", 0.2), run.split_seed if run is not None else 0),
+        ),
         metrics=metrics,
         pairs=records,
-        settings={
-            "batch_size": batch_size,
-            "flip_tta": flip,
-            "crop": spec.crop,
-            "skip_missing": skip_missing,
-            "engine": scorer.engine,
-        },  # fmt: skip
+        settings=Settings(batch_size, flip, spec.crop, skip_missing, scorer.engine),
         training=run.as_training() if run is not None else {},
         leakage=leakage,
         timings=timings,

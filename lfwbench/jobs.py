@@ -204,7 +204,7 @@ def aggregate(config: TrainConfig, scored: list[Results], folds_total: int) -> C
         history = results.training.get("history", [])
         rows.append(
             FoldRow(
-                fold=results.data["fold"],
+                fold=results.data.fold,
                 pairs=len(results.pairs),
                 accuracy=at.accuracy,
                 threshold=at.threshold,
@@ -214,7 +214,7 @@ def aggregate(config: TrainConfig, scored: list[Results], folds_total: int) -> C
                 accuracy_at_half=half.accuracy,
                 people_in_training=results.leakage["people_in_training_and_evaluation"],
                 minutes=sum(row.get("seconds", 0.0) for row in history) / 60,
-                run=str(Path(results.model["path"]).parent),
+                run=str(Path(results.model.path).parent),
             )
         )
         curves.append((np.array([p.label for p in results.pairs]), np.array([p.probability for p in results.pairs])))

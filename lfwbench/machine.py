@@ -12,6 +12,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from lfwbench import __version__
@@ -64,17 +65,36 @@ def _output(command: list[str]) -> str:
         return ""
 
 
-def environment() -> dict[str, str | int]:
+@dataclass
+class Environment:
+    """What produced a figure: the machine, GPU, versions, the git commit of a checkout, the command line."""
+
+    cpu: str
+    vector_instructions: str
+    cores: int
+    python: str
+    os: str
+    gpu: str
+    lfwbench_version: str
+    numpy_version: str
+    tensorflow_version: str
+    keras_version: str
+    opencv_version: str
+    git_commit: str
+    command: str
+
+
+def environment() -> Environment:
     """Everything that says what produced a figure: the machine, GPU, versions, git commit of a checkout, command."""
     checkout = Path(__file__).resolve().parents[1]
     commit = (
         _output(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"]) if (checkout / ".git").exists() else ""
     )
     gpu = _output(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]) if shutil.which("nvidia-smi") else ""
-    return {
+    return Environment(
         **describe(),
-        "gpu": gpu.replace("\n", ", ") or "none",
+        gpu=gpu.replace("\n", ", ") or "none",
         **{f"{name}_version": version for name, version in library_versions().items()},
-        "git_commit": commit or "not a checkout",
-        "command": " ".join(["lfwbench" if Path(sys.argv[0]).name == "lfwbench" else sys.argv[0], *sys.argv[1:]]),
-    }
+        git_commit=commit or "not a checkout",
+        command=" ".join(["lfwbench" if Path(sys.argv[0]).name == "lfwbench" else sys.argv[0], *sys.argv[1:]]),
+    )

@@ -103,7 +103,7 @@ def gallery_sections(results: Results, count: int) -> list[tuple[str, str, list[
 
 
 def data_root(result: Results) -> Path | None:
-    return Path(result.data["root"]) if result.data.get("root") else None
+    return Path(result.data.root) if result.data.root else None
 
 
 def _cards(pairs: list[PairRecord], root: Path | None, cache: dict[str, str]) -> list[Card]:
@@ -256,8 +256,7 @@ def same_pairs(results: list[Results]) -> bool:
     """Whether the models were scored on the same list, pair for pair."""
     first = results[0]
     return all(
-        r.data["pair_list_md5"] == first.data["pair_list_md5"]
-        and [p.line for p in r.pairs] == [p.line for p in first.pairs]
+        r.data.pair_list_md5 == first.data.pair_list_md5 and [p.line for p in r.pairs] == [p.line for p in first.pairs]
         for r in results[1:]
     )
 
@@ -374,7 +373,7 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
         figures=figures,
         comparisons=comparisons(results) if len(results) > 1 else [],
         disagreements=disagreements,
-        stats=results[0].data.get("stats", {}),
+        stats=results[0].data.stats,
         css=Markup((files("lfwbench.templates") / "report.css").read_text(encoding="utf-8")),
         plotly_script=script,
         lfwbench_version=__version__,
@@ -400,11 +399,11 @@ def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
         auc = f"{m.auc:.4f} ({m.curves.auc_ci.low:.3f}-{m.curves.auc_ci.high:.3f})"
         ci = point.accuracy_ci
         accuracy = f"{100 * point.accuracy:.1f}% ({100 * ci.low:.1f}-{100 * ci.high:.1f})"
-        listed = r.data["pair_list_name"] + (f" fold {r.data['fold']}" if r.data.get("fold") else "")
+        listed = r.data.scored_on
         rows.append((
             r.name, listed, str(m.pairs), accuracy,
             f"{point.threshold:.3f}", f"{100 * point.tpr:.1f}%", f"{100 * point.tnr:.1f}%", auc,
-            f"{100 * m.eer:.1f}%", r.settings.get("engine", "not recorded"),
+            f"{100 * m.eer:.1f}%", r.settings.engine,
         ))  # fmt: skip
     return rows
 

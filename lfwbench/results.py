@@ -11,6 +11,7 @@ import dacite
 
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import write_csv, write_json
+from lfwbench.machine import Environment
 from lfwbench.metrics import Metrics, Rates
 
 SCHEMA_VERSION = 2  # 2: typed metrics (at_half, curves with intervals); version 1 files are refused, re-run evaluate
@@ -39,25 +40,71 @@ class PairRecord:
 
 
 @dataclass
+class ModelFacts:
+    """The scored checkpoint: where it is, its sha256, its preset and shape, its layers."""
+
+    name: str
+    path: str
+    sha256: str
+    preset: str
+    parameters: int
+    twin_parameters: int
+    input_shape: list[int]
+    layers: list[dict]
+
+
+@dataclass
+class DataFacts:
+    """What was scored: the data root and variant, the pair list (and View 2 fold), the pairs left out."""
+
+    root: str
+    variant: str
+    pair_list: str
+    pair_list_name: str
+    pair_list_md5: str
+    folds: int
+    distinct_images: int
+    skipped_pairs: list[dict]
+    stats: dict
+    fold: int = 0
+
+    @property
+    def scored_on(self) -> str:
+        """`pairsDevTest.txt`, or `pairs.txt fold 3`."""
+        return f"{self.pair_list_name} fold {self.fold}" if self.fold else self.pair_list_name
+
+
+@dataclass
+class Settings:
+    """How it was scored; `engine` names what ran the twin (int8 TFLite or float32 Keras, and the device)."""
+
+    batch_size: int
+    flip_tta: bool
+    crop: int
+    skip_missing: bool
+    engine: str
+
+
+@dataclass
 class Results:
     """Everything a report shows about one checkpoint on one pair list, without TensorFlow."""
 
-    model: dict
-    data: dict
+    model: ModelFacts
+    data: DataFacts
     metrics: Metrics
     pairs: list[PairRecord]
-    settings: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)
+    settings: Settings
+    training: dict = field(default_factory=dict)  # the run's config.json and history, as the run folder holds them
     leakage: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
+    environment: Environment | None = None
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property
     def name(self) -> str:
-        return self.model.get("name", "model")
+        return self.model.name
 
     @property
     def operating_point(self) -> Rates:

@@ -184,8 +184,9 @@ def keras2_h5():
 
 def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: int = 0):
     """A Results object built by hand (no TensorFlow): random scores on the synthetic tree's faces."""
+    from lfwbench.machine import Environment
     from lfwbench.metrics import summarise
-    from lfwbench.results import PairRecord, Results
+    from lfwbench.results import DataFacts, ModelFacts, PairRecord, Results, Settings
 
     rng = np.random.default_rng(seed)
     people = TRAIN_PEOPLE + TEST_PEOPLE
@@ -208,28 +209,26 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
         for e in range(1, 6)
     ]  # fmt: skip
     return Results(
-        model={
-            "name": name,
-            "path": f"/runs/{name}/best.h5",
-            "sha256": "0" * 64,
-            "preset": "tiny",
-            "parameters": 1000,
-            "twin_parameters": 900,
-            "input_shape": [32, 32, 3],
-            "layers": [
-                {"layer": "twin/conv1", "type": "Conv2D", "output_shape": "(None, 32, 32, 4)", "parameters": 112}
-            ],
-        },
-        data={
-            "root": str(tree),
-            "variant": "lfw-deepfunneled",
-            "pair_list": str(tree / "pairsDevTest.txt"),
-            "pair_list_name": "pairsDevTest.txt",
-            "pair_list_md5": "abc",
-            "folds": 1,
-            "distinct_images": pairs,
-            "skipped_pairs": [],
-            "stats": {
+        model=ModelFacts(
+            name=name,
+            path=f"/runs/{name}/best.h5",
+            sha256="0" * 64,
+            preset="tiny",
+            parameters=1000,
+            twin_parameters=900,
+            input_shape=[32, 32, 3],
+            layers=[{"layer": "twin/conv1", "type": "Conv2D", "output_shape": "(None, 32, 32, 4)", "parameters": 112}],
+        ),
+        data=DataFacts(
+            root=str(tree),
+            variant="lfw-deepfunneled",
+            pair_list=str(tree / "pairsDevTest.txt"),
+            pair_list_name="pairsDevTest.txt",
+            pair_list_md5="abc",
+            folds=1,
+            distinct_images=pairs,
+            skipped_pairs=[],
+            stats={
                 "variant": "lfw-deepfunneled",
                 "people": 12,
                 "images": 48,
@@ -237,10 +236,10 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
                 "splits": {"test": {"list": "pairsDevTest.txt", "pairs": 8, "same": 4, "different": 4, "people": 4}},
                 "test_train_overlap_people": 0,
             },
-        },
+        ),
         metrics=summarise(labels, scores, 0.45),
         pairs=records,
-        settings={"batch_size": 64, "flip_tta": False, "crop": 0, "skip_missing": False},
+        settings=Settings(batch_size=64, flip_tta=False, crop=0, skip_missing=False, engine="int8 (TFLite, test)"),
         training={
             "config": {"config": {"seed": 1, "preset": "tiny"}, "split": {"train_pairs": 10}},
             "history": history,
@@ -248,18 +247,21 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
         leakage={"checked": True, "people_in_training_and_evaluation": 0, "examples": []},
         timings={"infer": 1.0, "images_per_second": 100.0},
         versions={"lfwbench": "0", "tensorflow": "x", "keras": "y"},
-        environment={
-            "cpu": "AMD EPYC",
-            "vector_instructions": "avx512f avx2",
-            "cores": 2,
-            "gpu": "none",
-            "os": "Linux",
-            "python": "3.11",
-            "numpy_version": "2",
-            "opencv_version": "5",
-            "git_commit": "abc1234",
-            "command": "lfwbench report --model m.keras",
-        },  # fmt: skip
+        environment=Environment(
+            cpu="AMD EPYC",
+            vector_instructions="avx512f avx2",
+            cores=2,
+            python="3.11",
+            os="Linux",
+            gpu="none",
+            lfwbench_version="0",
+            numpy_version="2",
+            tensorflow_version="x",
+            keras_version="y",
+            opencv_version="5",
+            git_commit="abc1234",
+            command="lfwbench report --model m.keras",
+        ),  # fmt: skip
         created="2026-01-01T00:00:00+00:00",
     )
 

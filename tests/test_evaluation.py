@@ -45,7 +45,7 @@ def test_evaluate_scores_every_pair_and_round_trips(run_dir: Path, lfw_tree: Pat
     results = evaluate(run_dir / "best.h5", lfw_tree, progress=False)
     labels = np.array([p.label for p in results.pairs])
     scores = np.array([p.probability for p in results.pairs])
-    assert len(results.pairs) == 8 and results.data["distinct_images"] == len(
+    assert len(results.pairs) == 8 and results.data.distinct_images == len(
         {p.image1 for p in results.pairs} | {p.image2 for p in results.pairs}
     )
     m = results.metrics
@@ -55,7 +55,7 @@ def test_evaluate_scores_every_pair_and_round_trips(run_dir: Path, lfw_tree: Pat
     assert "pairsDevTrain.txt (validation people" in m.validation_threshold["source"]
     assert m.at_validation_threshold is not None
     assert results.leakage == {"checked": True, "people_in_training_and_evaluation": 0, "examples": []}
-    assert results.training["history"][-1]["epoch"] == 2 and results.model["preset"] == "tiny"
+    assert results.training["history"][-1]["epoch"] == 2 and results.model.preset == "tiny"
     write_results(tmp_path / "r.json", results)
     assert read_results(tmp_path / "r.json") == results
 
@@ -103,7 +103,7 @@ def test_real_devtest_scored_and_metrics_match_scikit_learn(real_lfw: Path, tmp_
     results = evaluate(tmp_path / "random.keras", real_lfw, progress=False)
     labels = np.array([p.label for p in results.pairs])
     scores = np.array([p.probability for p in results.pairs])
-    assert len(results.pairs) == 1000 and results.data["distinct_images"] == 1549
+    assert len(results.pairs) == 1000 and results.data.distinct_images == 1549
     assert results.metrics.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
     assert results.metrics.at_half.accuracy == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
 
@@ -144,18 +144,18 @@ def test_view2_protocol_on_ten_folds_of_real_faces(real_lfw: Path, tmp_path: Pat
 def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
     keras_results = evaluate(run_dir / "best.h5", lfw_tree, engine="float32", progress=False)
     int8_results = evaluate(run_dir / "best.h5", lfw_tree, engine="int8", progress=False)
-    assert keras_results.settings["engine"] == "float32 (Keras on the CPU)"
-    assert int8_results.settings["engine"].startswith("int8 (TFLite")
+    assert keras_results.settings.engine == "float32 (Keras on the CPU)"
+    assert int8_results.settings.engine.startswith("int8 (TFLite")
     difference = [
         abs(a.probability - b.probability) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)
     ]
     assert max(difference) < 0.02
-    assert int8_results.model["layers"] == keras_results.model["layers"]
+    assert int8_results.model.layers == keras_results.model.layers
     assert (run_dir / "best.int8.tflite").is_file() and (run_dir / "best.int8.json").is_file()
     code = (
         "import sys; from pathlib import Path; from lfwbench.evaluation import evaluate; "
         f"r = evaluate(Path({str(run_dir / 'best.keras')!r}), Path({str(lfw_tree)!r}), engine='int8', progress=False); "
-        "print(r.settings['engine'], 'tensorflow' in sys.modules)"
+        "print(r.settings.engine, 'tensorflow' in sys.modules)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.stdout.startswith("int8 (TFLite") and run.stdout.split()[-1] == "False", run.stderr[-2000:]
@@ -169,7 +169,7 @@ def test_foreign_checkpoint_bundle_goes_to_the_cache_and_a_damaged_one_is_rebuil
 
     save_model(build_siamese("tiny", seed=6), tmp_path / "foreign.keras")
     first = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="int8", progress=False)
-    tflite, facts = bundle_files(default_cache_dir() / f"twin-{first.model['sha256'][:24]}")
+    tflite, facts = bundle_files(default_cache_dir() / f"twin-{first.model.sha256[:24]}")
     assert tflite.is_file() and facts.is_file() and not (tmp_path / "foreign.int8.tflite").exists()
     tflite.write_bytes(b"damaged")
     again = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="int8", progress=False)
@@ -185,6 +185,6 @@ def test_auto_scores_in_float32_a_preset_whose_int8_verdicts_were_not_shown_to_a
     from lfwbench import presets
 
     assert presets.PRESETS["cpu"].int8_agrees is False and presets.PRESETS["koch"].int8_agrees is True
-    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings["engine"].startswith("int8")
+    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings.engine.startswith("int8")
     monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.PRESETS["tiny"], int8_agrees=False))
-    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings["engine"] == "float32 (Keras on the CPU)"
+    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings.engine == "float32 (Keras on the CPU)"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -247,7 +248,7 @@ def test_the_gate_exits_3_below_the_operating_point_and_keeps_1_and_2_for_errors
 
 def test_mixed_view1_and_view2_results_render_each_with_its_list(make_results, lfw_tree: Path) -> None:
     view2 = make_results(lfw_tree, name="view2-model")
-    view2.data = {**view2.data, "pair_list_name": "pairs.txt", "folds": 10, "pair_list_md5": "def"}
+    view2.data = replace(view2.data, pair_list_name="pairs.txt", folds=10, pair_list_md5="def")
     view2.metrics.view2 = View2Folds([0.8] * 10, [0.5] * 10, 0.8, 0.01, 0.003)
     html = render_report([view2, make_results(lfw_tree)], plotlyjs="cdn")
     assert (

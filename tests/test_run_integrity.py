@@ -122,7 +122,7 @@ def test_a_checkpoint_carries_its_crop_and_scores_with_it_out_of_its_folder(
     moved = tmp_path / "moved.keras"
     shutil.copyfile(cropped_run / runs.BEST_KERAS, moved)
     at_home, away = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree), evaluate(moved, lfw_tree)
-    assert at_home.settings["crop"] == away.settings["crop"] == 128
+    assert at_home.settings.crop == away.settings.crop == 128
     assert [p.probability for p in away.pairs] == pytest.approx([p.probability for p in at_home.pairs], abs=1e-6)
 
 
@@ -140,7 +140,7 @@ def test_another_runs_checkpoint_or_bundle_in_the_folder_is_not_trusted(
     assert [p.probability for p in mixed.pairs] == pytest.approx([p.probability for p in own.pairs], abs=1e-6)
     shutil.copyfile(other / runs.BEST_KERAS, folder / runs.BEST_KERAS)  # the other run's checkpoint, this config
     foreign = evaluate(folder / runs.BEST_KERAS, lfw_tree)
-    assert foreign.training == {} and foreign.leakage["checked"] is False and foreign.settings["crop"] == 0
+    assert foreign.training == {} and foreign.leakage["checked"] is False and foreign.settings.crop == 0
     assert any("is not a checkpoint the run in" in w for w in foreign.metrics.warnings)
 
 
@@ -148,7 +148,7 @@ def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, t
     moved = tmp_path / "alone.keras"  # no bundle beside it: converted once, into the cache
     shutil.copyfile(cropped_run / runs.BEST_KERAS, moved)
     first = evaluate(moved, lfw_tree)
-    (cached,) = Path(os.environ["LFWBENCH_CACHE"]).glob(f"twin-{first.model['sha256'][:24]}.int8.tflite")
+    (cached,) = Path(os.environ["LFWBENCH_CACHE"]).glob(f"twin-{first.model.sha256[:24]}.int8.tflite")
     cached.write_bytes(cached.read_bytes()[:-100] + b"\0" * 100)
     again = evaluate(moved, lfw_tree)
     assert any("not the TFLite file" in w for w in again.metrics.warnings)
@@ -172,7 +172,7 @@ def test_ensemble_refuses_a_non_empty_out_and_commits_its_config_with_its_checkp
     manifest = runs.RunFolder(out).manifest()
     assert {runs.CONFIG, runs.BEST_KERAS, runs.BEST_H5} <= set(manifest.files)
     assert json.loads((out / runs.CONFIG).read_text())["config"]["seed"] == [1, 2]
-    assert evaluate(out / runs.BEST_KERAS, lfw_tree).settings["crop"] == 128
+    assert evaluate(out / runs.BEST_KERAS, lfw_tree).settings.crop == 128
 
 
 def test_skip_missing_that_leaves_one_class_is_one_line(cropped_run: Path, fresh_tree: Path) -> None:
@@ -211,7 +211,7 @@ def test_verdicts_gallery_and_confusion_follow_the_validation_threshold(cropped_
     (tn, fp), (fn, tp) = results.operating_point.confusion
     assert tp + tn == sum(p.correct for p in results.pairs)
     environment = results.environment
-    assert environment["cores"] >= 1 and environment["vector_instructions"] and environment["tensorflow_version"]
+    assert environment.cores >= 1 and environment.vector_instructions and environment.tensorflow_version
 
 
 def test_view2_refuses_a_view1_list_and_out_dash_prints_only_json(cropped_run: Path, lfw_tree: Path) -> None:
