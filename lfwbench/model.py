@@ -7,11 +7,21 @@ float64 copies. `model.get_layer("twin")` embeds one image; `model.get_layer("he
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from lfwbench.presets import ConvBlock, Preset, get_preset
 
-__all__ = ["ConvBlock", "L1Distance", "Preset", "build_head", "build_siamese", "build_twin", "layer_table"]
+__all__ = [
+    "ConvBlock",
+    "FusedBatchNormalization",
+    "L1Distance",
+    "Preset",
+    "build_head",
+    "build_siamese",
+    "build_twin",
+    "layer_table",
+]
 
 
 def _initialisers(preset: Preset, seed: int | None) -> tuple[dict, dict]:
@@ -21,6 +31,31 @@ def _initialisers(preset: Preset, seed: int | None) -> tuple[dict, dict]:
     weights = {"kernel_initializer": keras.initializers.RandomNormal(0.0, 1e-2, seed=seed)}
     biases = {"bias_initializer": keras.initializers.RandomNormal(0.5, 1e-2, seed=seed)}
     return weights, biases
+
+
+@keras.saving.register_keras_serializable(package="lfwbench")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras' batch normalisation, trained through TensorFlow's fused kernel: one pass each way instead of Keras'
+    chain of element-wise ops, 3x faster on a CPU (docs/performance.md). Same statistics; inference is Keras'."""
+
+    def call(self, inputs, training=None, mask=None):
+        if (
+            not (training and self.trainable)
+            or mask is not None
+            or len(inputs.shape) != 4
+            or self.axis not in (-1, 3)
+            or self.synchronized
+        ):
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, tf.float32)
+        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
+        )
+        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        variance *= (count - 1) / count  # the kernel returns the unbiased variance; Keras averages the biased one
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1 - self.momentum))
+        return tf.cast(outputs, self.compute_dtype)
 
 
 def build_twin(preset: Preset, input_shape: tuple[int, int, int], seed: int | None = None) -> keras.Model:
@@ -40,7 +75,7 @@ def build_twin(preset: Preset, input_shape: tuple[int, int, int], seed: int | No
             **(biases if number > 1 else {}),
         )(x)
         if preset.batchnorm:
-            x = layers.BatchNormalization(name=f"bn{number}")(x)
+            x = FusedBatchNormalization(name=f"bn{number}")(x)
         if block.pool:
             x = layers.MaxPooling2D(name=f"pool{number}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x) if preset.global_pool else layers.Flatten(name="flatten")(x)
