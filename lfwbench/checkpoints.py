@@ -39,11 +39,14 @@ WEIGHT_ORDER = {
 }
 
 
-def _without_compile_state(model: keras.Model) -> keras.Model:
-    """A copy with the same weights and no optimizer: Keras 3's .keras keeps Adam state of a compiled model."""
+def _inference_copy(model: keras.Model) -> keras.Model:
+    """A float32 copy with the same weights and no optimizer: Keras 3's .keras keeps Adam state of a compiled model,
+    and a model trained in mixed precision would otherwise score in half precision wherever it is loaded."""
     import keras
 
     copy = keras.Model.from_config(model.get_config())
+    for layer in copy._flatten_layers():
+        layer.dtype_policy = "float32"
     copy.set_weights(model.get_weights())
     return copy
 
@@ -66,7 +69,7 @@ def save_model(
 ) -> None:
     """Write `.keras` or `.h5`, stamped with `spec` (default: the twin's input, no crop), to a temporary name in the
     same folder, then rename: never a half-written file."""
-    target = model if include_optimizer else _without_compile_state(model)
+    target = model if include_optimizer else _inference_copy(model)
     if spec is None:
         size, _, channels = model.get_layer("twin").input.shape[1:]
         spec = ImageSpec(int(size), int(channels))
@@ -214,7 +217,7 @@ def load_keras2_h5(path: Path, config: dict) -> keras.Model:
 
     preset, shape, dropout, weighted, named = _koch_family(path, config)
     model = build_siamese(preset, shape, dropout=dropout, compile=False)
-    ours = [layer for layer in model.get_layer("twin").layers if type(layer).__name__ in WEIGHT_ORDER]
+    ours = [layer for layer in model.get_layer("twin").layers if layer.weights]
     try:
         with h5py.File(path, "r") as file:
             weights = file["model_weights"]
@@ -222,7 +225,7 @@ def load_keras2_h5(path: Path, config: dict) -> keras.Model:
             head = _stored_weights(weights[named["head"]["config"]["name"]])
             for theirs, layer in zip(weighted, ours, strict=True):
                 stored = tower[theirs["config"]["name"]]
-                layer.set_weights([stored[kind] for kind in WEIGHT_ORDER[type(layer).__name__]])
+                layer.set_weights([stored[kind] for kind in WEIGHT_ORDER[theirs["class_name"]]])
             (head_weights,) = head.values()
             model.get_layer("head").get_layer("same").set_weights([head_weights["kernel"], head_weights["bias"]])
     except (KeyError, ValueError) as error:

@@ -269,7 +269,12 @@ def training_options(grid: bool = False):
             help="Epoch that best.keras/.h5 hold: lowest validation loss, or the last (default: the preset's).",
         ),
         click.option("--reduce-lr/--no-reduce-lr", default=False, help="Halve the learning rate on a plateau."),
-        click.option("--mixed-precision/--no-mixed-precision", default=False, help="float16 compute (GPUs)."),
+        click.option(
+            "--mixed-precision/--no-mixed-precision",
+            default=None,
+            help="Half-precision compute, float32 weights: float16 on a GPU, bfloat16 on a CPU (default: where the "
+            "hardware has it natively: a GPU, or a CPU with AVX512-BF16 or AMX).",
+        ),
         click.option(
             "--strategy",
             type=click.Choice(STRATEGIES),

@@ -43,7 +43,7 @@ class TrainConfig:
     schedule: str | None = None
     keep: str | None = None
     reduce_lr: bool = False
-    mixed_precision: bool = False
+    mixed_precision: bool | None = None  # None: where the hardware computes in half precision natively
     strategy: str = "default"
     deterministic: bool = True
     train_list: str = "pairsDevTrain.txt"

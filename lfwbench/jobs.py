@@ -66,7 +66,10 @@ def run_job(job: Job) -> JobResult:
     folder, done = runs.RunFolder(job.folder), job.folder / runs.SUMMARY
     if folder.is_run():  # finished or not, a run of other options is never passed off as this job's
         stored = TrainConfig.stored(folder.read_config()["config"])
-        if replace(stored, epochs=None) != replace(job.config.resolved(), epochs=None):
+        asked = job.config.resolved()
+        if asked.mixed_precision is None:  # left to the machine: whatever the run's machine chose
+            asked = replace(asked, mixed_precision=stored.mixed_precision)
+        if replace(stored, epochs=None) != replace(asked, epochs=None):
             raise LfwbenchError(f"{job.folder}: holds a run with other options; choose another runs folder")
     if done.is_file():
         summary = json.loads(done.read_text())

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from lfwbench import __version__
 
-VECTOR_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "avx2", "fma")
+VECTOR_FLAGS = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "avx2", "fma")
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # a CPU with one of these multiplies bfloat16 natively
 
 
-def describe() -> dict[str, str | int]:
-    """CPU model, its vector instructions (the widest first), cores, Python and OS."""
+def _cpu() -> tuple[str, set[str]]:
+    """The CPU's model name and instruction flags, from /proc/cpuinfo where there is one."""
     model, flags = platform.processor() or "unknown", set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -31,6 +32,17 @@ def describe() -> dict[str, str | int]:
                 model = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
+    return model, flags
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively: there, mixed precision halves a training step's time."""
+    return any(flag in _cpu()[1] for flag in BFLOAT16_FLAGS)
+
+
+def describe() -> dict[str, str | int]:
+    """CPU model, its vector instructions (the widest first), cores, Python and OS."""
+    model, flags = _cpu()
     return {
         "cpu": model,
         "vector_instructions": " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or "unknown",

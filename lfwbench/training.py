@@ -26,6 +26,7 @@ from lfwbench.errors import LfwbenchError
 from lfwbench.files import file_digest, write_json
 from lfwbench.images import default_cache_dir, find_variant, image_path, load_images, load_pair_images
 from lfwbench.inference import export_bundle
+from lfwbench.machine import native_bfloat16
 from lfwbench.model import build_siamese
 from lfwbench.pairs import file_md5, people_of
 from lfwbench.person_batches import PairValidation, all_pairs_model, person_batches, with_pair_targets
@@ -374,6 +375,9 @@ def _train(
         stored = stored_config(folder)
         config = replace(stored, epochs=config.epochs or stored.epochs)
     config = config.resolved()
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if config.mixed_precision is None:  # recorded resolved, so a resume elsewhere computes as the run began
+        config = replace(config, mixed_precision=gpu or native_bfloat16())
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -383,8 +387,8 @@ def _train(
     steps = steps_per_epoch(config, data)
     val_set = make_dataset(data.images, data.val, config.batch_size)
     policy = keras.mixed_precision.global_policy()
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    if config.mixed_precision:  # float32 weights; float16 products on a GPU, bfloat16 on a CPU
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     try:
         with make_strategy(config.strategy).scope():
             if history:

@@ -11,7 +11,7 @@ keras = pytest.importorskip("keras")
 
 from lfwbench.checkpoints import load_model, save_model  # noqa: E402
 from lfwbench.errors import CheckpointError  # noqa: E402
-from lfwbench.model import ConvBlock, Preset, build_siamese, layer_table  # noqa: E402
+from lfwbench.model import ConvBlock, FusedBatchNormalization, Preset, build_siamese, layer_table  # noqa: E402
 
 
 def images(count: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -33,6 +33,25 @@ def test_model_is_head_of_twin_embeddings() -> None:
     twin, head = model.get_layer("twin"), model.get_layer("head")
     direct = head.predict([twin.predict(left, verbose=0), twin.predict(right, verbose=0)], verbose=0)
     np.testing.assert_allclose(model.predict([left, right], verbose=0), direct, atol=1e-6)
+
+
+def test_fused_batch_normalisation_trains_and_infers_as_keras_own() -> None:
+    tf = pytest.importorskip("tensorflow")
+    x = tf.constant(np.random.default_rng(0).normal(2, 3, (16, 8, 8, 5)), tf.float32)
+    layers = keras.layers.BatchNormalization(), FusedBatchNormalization()
+    outcomes = []
+    for layer in layers:
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2, 5))
+        layer.beta.assign(np.linspace(-1, 1, 5))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y**3)
+        gradients = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        outcomes.append([y, *gradients, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    for keras_own, fused in zip(*outcomes, strict=True):
+        np.testing.assert_allclose(fused, keras_own, rtol=1e-4, atol=1e-4)
 
 
 LOAD_AND_PREDICT = """

@@ -44,6 +44,17 @@ def test_run_folder_has_history_checkpoints_and_config(tiny_run) -> None:
     assert config["split"]["eval_people_in_training_or_validation"] == 0
     assert config["versions"]["keras"].startswith("3.")
     assert tiny_run.epochs_run == 2 and tiny_run.best_epoch in (1, 2)
+    assert isinstance(config["config"]["mixed_precision"], bool)  # "where native" resolved, so a resume keeps it
+
+
+def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_checkpoints(lfw_tree: Path, tmp_path: Path) -> None:
+    train(replace(TINY, epochs=1, mixed_precision=True), lfw_tree, tmp_path / "run", verbose=0)
+    policies = {layer.dtype_policy.name for layer in load_model(tmp_path / "run" / "last.keras")._flatten_layers()}
+    assert "mixed_bfloat16" in policies  # what resumes: the training model as it was
+    for name in ("best.keras", "best.h5"):  # what scores: float32 on any machine
+        assert {layer.dtype_policy.name for layer in load_model(tmp_path / "run" / name)._flatten_layers()} == {
+            "float32"
+        }
 
 
 def test_same_seed_same_history(lfw_tree: Path, tmp_path: Path, tiny_run) -> None:
