@@ -128,7 +128,9 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
-    from throughput import matmul_gflops, twin_gflop
+    from throughput import twin_gflop
+
+    from lfwbench.doctor import matmul_gflops
 
     rows = measure(args)
     for threads in ("1,1", "2,1", "2,2", "4,2"):

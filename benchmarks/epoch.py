@@ -17,8 +17,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from throughput import matmul_gflops, twin_gflop
+from throughput import twin_gflop
 
+from lfwbench.doctor import matmul_gflops
 from lfwbench.model import build_siamese
 from lfwbench.training import TrainConfig, make_dataset, prepare_data
 

@@ -17,20 +17,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lfwbench.doctor import matmul_gflops
 from lfwbench.model import build_siamese
 from lfwbench.presets import get_preset
-
-
-def matmul_gflops(size: int = 4096, repeats: int = 10, dtype=tf.float32) -> float:
-    """Measured rate of a large square matrix product (float16 when mixed precision is measured)."""
-    a = tf.random.normal((size, size), dtype=dtype)
-    b = tf.random.normal((size, size), dtype=dtype)
-    (a @ b).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        c = a @ b
-    c.numpy()
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def twin_gflop(model: keras.Model) -> float:

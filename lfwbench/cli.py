@@ -790,3 +790,31 @@ def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, 
     checkpoint = trained.out_dir / BEST_H5
     results = evaluate_model(checkpoint, root, root / options["eval_list"], flip=flip, progress=not quiet())
     write_report_files([results], out, plotlyjs, gallery, fail_under, gate, (checkpoint,), summary, latex)
+
+
+@main.command()
+@click.option(
+    "--seconds", type=click.FloatRange(0.1), default=2.0, show_default=True, help="Matmul timing per precision."
+)
+def doctor(seconds: float) -> None:
+    """What this machine is, its measured matmul rate, and the minutes each preset's training should take here.
+
+    Example: lfwbench doctor
+    """
+    from lfwbench.doctor import diagnose
+
+    progress("timing matrix products ...")
+    found = diagnose(seconds)
+    machine = found.environment
+    click.echo(f"CPU: {machine.cpu}, {machine.cores} cores; vector instructions: {machine.vector_instructions}")
+    click.echo(f"GPU: {machine.gpu}")
+    onednn = {True: "on", False: "off", None: "unknown"}[found.onednn]
+    click.echo(f"TensorFlow {found.tensorflow}, oneDNN {onednn}; Keras {machine.keras_version}")
+    half = f", {found.half_matmul_gflops:.0f} GFLOP/s in half precision" if found.half_matmul_gflops else ""
+    click.echo(f"matmul: {found.matmul_gflops:.0f} GFLOP/s float32{half}")
+    click.echo(f"training computes in: {found.policy} (lfwbench train --mixed-precision/--no-mixed-precision)")
+    click.echo("expected training, at the share of the matmul rate each preset reached where measured:")
+    click.echo(f"{'preset':<8}{'epochs':>7}{'GFLOP/epoch':>13}{'share':>7}{'minutes':>9}")
+    for row in found.estimates:
+        share, minutes = (f"{row.share:.2f}", f"{row.minutes:.0f}") if row.minutes else ("-", "unknown")
+        click.echo(f"{row.preset:<8}{row.epochs:>7}{row.gflop_per_epoch:>13,.0f}{share:>7}{minutes:>9}")

@@ -41,6 +41,17 @@ class Preset:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def forward_gflop(self, shape: tuple[int, int, int]) -> float:
+        """The twin's arithmetic on one image (2 x multiply-adds of its convolutions and embedding; the rest is
+        under 1%): a training step costs three times this per image, forward and backward."""
+        side, channels, flop = shape[0], shape[2], 0
+        for block in self.blocks:
+            out = side if self.padding == "same" else side - block.kernel + 1
+            flop += 2 * out * out * block.kernel**2 * channels * block.filters
+            side, channels = (out // 2 if block.pool else out), block.filters
+        features = channels if self.global_pool else side * side * channels
+        return (flop + 2 * features * self.embedding) / 1e9
+
 
 KOCH_BLOCKS = (ConvBlock(64, 10), ConvBlock(128, 7), ConvBlock(128, 4), ConvBlock(256, 4, pool=False))
 

@@ -256,6 +256,29 @@ def pretrain_identities(twin: keras.Model, data: TrainingData, config: TrainConf
     ]
 
 
+def native_mixed_precision() -> bool:
+    """Whether this machine multiplies in half precision natively (a GPU, a CPU with AVX512-BF16 or AMX): there
+    mixed precision trains about 1.5x faster (docs/performance.md)."""
+    return bool(tf.config.list_physical_devices("GPU")) or native_bfloat16()
+
+
+def compute_policy(mixed_precision: bool) -> str:
+    """The Keras dtype policy of a run: float32, or float32 weights with float16 products on a GPU, bfloat16 on a
+    CPU."""
+    if not mixed_precision:
+        return "float32"
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def fitted_model(model: keras.Model, config: TrainConfig) -> keras.Model:
+    """What `fit` trains: the Siamese model, or for person batches its all-pairs view, sharing its optimizer."""
+    if not config.person_batch:
+        return model
+    fitted = all_pairs_model(model, config.person_batch)
+    fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
+    return fitted
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """tf.distribute for one device, all local devices (GPUs, else the logical CPUs), or several hosts."""
     if name == "mirrored":
@@ -296,6 +319,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.folder, self.history, self.config, self.progress = folder, history, config, progress
         self.siamese = siamese  # what the checkpoints hold, whichever model `fit` trains
         self.stopped_early = False
+        self.first_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -317,6 +341,11 @@ class RunRecorder(keras.callbacks.Callback):
                 f"val_loss {row['val_loss']:.4f} val_accuracy {row.get('val_accuracy', float('nan')):.4f} "
                 f"{row['seconds']:.0f} s"
             )
+            left = (self.config.epochs - row["epoch"]) * row["seconds"]
+            if self.first_epoch and left:
+                finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+                self.progress(f"{self.folder.path.name}: about {left / 60:.0f} min more at this pace, done by {finish}")
+            self.first_epoch = False
         if early_stop_wait([r["val_loss"] for r in self.history], self.config.min_delta) >= self.config.patience:
             self.stopped_early = self.model.stop_training = True
 
@@ -375,9 +404,8 @@ def _train(
         stored = stored_config(folder)
         config = replace(stored, epochs=config.epochs or stored.epochs)
     config = config.resolved()
-    gpu = bool(tf.config.list_physical_devices("GPU"))
     if config.mixed_precision is None:  # recorded resolved, so a resume elsewhere computes as the run began
-        config = replace(config, mixed_precision=gpu or native_bfloat16())
+        config = replace(config, mixed_precision=native_mixed_precision())
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -387,8 +415,7 @@ def _train(
     steps = steps_per_epoch(config, data)
     val_set = make_dataset(data.images, data.val, config.batch_size)
     policy = keras.mixed_precision.global_policy()
-    if config.mixed_precision:  # float32 weights; float16 products on a GPU, bfloat16 on a CPU
-        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    keras.mixed_precision.set_global_policy(compute_policy(config.mixed_precision))
     try:
         with make_strategy(config.strategy).scope():
             if history:
@@ -406,10 +433,7 @@ def _train(
                 if config.identity_epochs:
                     identity = pretrain_identities(model.get_layer("twin"), data, config, verbose)
                     write_json(folder / runs.IDENTITY_HISTORY, identity)
-            fitted = model
-            if config.person_batch:
-                fitted = all_pairs_model(model, config.person_batch)
-                fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
+            fitted = fitted_model(model, config)
         recorder = RunRecorder(folder, history, config, model, progress)
         callbacks: list[keras.callbacks.Callback] = [PairValidation(model, val_set)] if fitted is not model else []
         callbacks.append(recorder)

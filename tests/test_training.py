@@ -215,11 +215,12 @@ def test_search_resumes_without_retraining(lfw_tree: Path, tmp_path: Path) -> No
 def test_train_command(lfw_tree: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
-        ["train", "--data", str(lfw_tree), "--preset", "tiny", "--epochs", "1", "--batch-size", "4",
-         "--val-fraction", "0.3", "--out", str(tmp_path / "run")],
+        ["train", "--data", str(lfw_tree), "--preset", "tiny", "--epochs", "2", "--batch-size", "4",
+         "--val-fraction", "0.3", "--keep", "last", "--out", str(tmp_path / "run")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "best.* hold epoch 1/1" in result.output
+    assert "best.* hold epoch 2/2" in result.output
+    assert result.output.count("min more at this pace, done by") == 1  # after the first epoch only
     model = load_model(tmp_path / "run" / "best.h5")
     assert model.predict([np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32, 3))], verbose=0).shape == (1, 1)
 

@@ -1,0 +1,116 @@
+"""Training speed of each preset next to this machine's matmul rate, contenders alternating in one run.
+
+Each contender trains the preset as `lfwbench train` does (its own pipeline from the uint8 cache with augmentation,
+person batches for `cpu`, drawn pairs for `quick`, listed pairs for `koch`, deterministic ops), timed over --steps
+steps after a warm-up, the contenders taking turns for --rounds rounds (the best round of each is kept). Printed per
+preset and contender: seconds per epoch, images/s, GFLOP per step (3 x the twin's forward per image), the share of
+the float32 matmul rate measured in the same run, and the speed-up over `before`.
+
+Contenders: before (Keras' own BatchNormalization, float32: lfwbench until the fused kernel), float32,
+bfloat16 (mixed precision: native on AVX512-BF16 or AMX CPUs only), float16 (mixed precision, GPUs),
+no-augment (float32 without augmentation: what augmentation costs), xla (float32, `jit_compile`; needs
+--no-deterministic, as XLA has no deterministic max-pool gradient).
+
+Usage: python benchmarks/training.py [DATA_ROOT] [--presets cpu,quick,koch] [--contenders before,float32,bfloat16]
+       [--steps 20] [--rounds 2] [--threads INTRA,INTER] [--no-deterministic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+import lfwbench.model
+from lfwbench.config import TrainConfig
+from lfwbench.doctor import matmul_gflops
+from lfwbench.machine import describe
+from lfwbench.model import build_siamese
+from lfwbench.presets import get_preset
+from lfwbench.training import fitted_model, prepare_data, steps_per_epoch, training_set
+
+POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def build(config: TrainConfig, contender: str) -> keras.Model:
+    """The model `fit` trains for this contender, built as `lfwbench train` builds it."""
+    fused = lfwbench.model.FusedBatchNormalization
+    if contender == "before":
+        lfwbench.model.FusedBatchNormalization = keras.layers.BatchNormalization
+    keras.mixed_precision.set_global_policy(POLICIES.get(contender, "float32"))
+    try:
+        model = build_siamese(config.preset, config.image_spec.shape, lr=config.lr, dropout=config.dropout, seed=0)
+        fitted = fitted_model(model, config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        lfwbench.model.FusedBatchNormalization = fused
+    if contender == "xla":
+        fitted.compile(optimizer=fitted.optimizer, loss=fitted.loss, jit_compile=True)
+    return fitted
+
+
+def seconds_per_step(model: keras.Model, batches: tf.data.Dataset, steps: int) -> float:
+    start = time.perf_counter()
+    model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/lfw"))
+    parser.add_argument("--presets", default="cpu,quick,koch")
+    parser.add_argument("--contenders", default="before,float32,bfloat16")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", help="intra-op,inter-op thread counts (default: TensorFlow's)")
+    parser.add_argument("--no-deterministic", dest="deterministic", action="store_false")
+    args = parser.parse_args()
+    if args.threads:
+        intra, inter = (int(count) for count in args.threads.split(","))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    machine = describe()
+    threads = args.threads or "default"
+    print(f"{machine['cpu']}, {machine['cores']} cores, {machine['vector_instructions']}; threads {threads}")
+    contenders = args.contenders.split(",")
+    rates = [matmul_gflops()]
+    rows = []
+    for preset in args.presets.split(","):
+        config = TrainConfig(preset=preset).resolved()
+        keras.utils.set_random_seed(0)
+        data = prepare_data(config, args.data, progress=False)
+        steps = steps_per_epoch(config, data)
+        datasets, models = {}, {}
+        for contender in contenders:  # each fit call reads the same first batches, pipeline and augmentation included
+            trained = replace(config, augment=False) if contender == "no-augment" else config
+            datasets[contender] = training_set(trained, data, range(1), steps).take(args.steps)
+            models[contender] = build(trained, contender)
+            seconds_per_step(models[contender], datasets[contender].take(3), 3)  # trace and warm up
+        best = {contender: float("inf") for contender in contenders}
+        for _ in range(args.rounds):
+            for contender in contenders:
+                measured = seconds_per_step(models[contender], datasets[contender], args.steps)
+                best[contender] = min(best[contender], measured)
+        images = config.person_batch or 2 * config.batch_size
+        gflop = 3 * images * get_preset(preset).forward_gflop(config.image_spec.shape)
+        before = best.get("before")
+        rows += [(preset, contender, best[contender], steps, images, gflop, before) for contender in contenders]
+    rates.append(matmul_gflops())
+    rate = sum(rates) / 2
+    print(f"float32 matmul: {rates[0]:.0f} and {rates[1]:.0f} GFLOP/s (before and after); shares of {rate:.0f}")
+    print("| preset | contender | s/epoch | images/s | GFLOP/step | share of matmul | speed-up over before |")
+    print("|---|---|---|---|---|---|---|")
+    for preset, contender, seconds, steps, images, gflop, before in rows:
+        speedup = f"{before / seconds:.2f}x" if before else "-"
+        print(f"| {preset} | {contender} | {seconds * steps:.1f} | {images / seconds:.0f} | {gflop:.1f} | "
+              f"{gflop / seconds / rate:.0%} | {speedup} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
