@@ -11,8 +11,11 @@ bfloat16 (mixed precision: native on AVX512-BF16 or AMX CPUs only), float16 (mix
 no-augment (float32 without augmentation: what augmentation costs), xla (float32, `jit_compile`; needs
 --no-deterministic, as XLA has no deterministic max-pool gradient).
 
+--breakdown times each part of a `cpu` step alone instead (input batch with and without augmentation, twin forward,
+twin forward and backward, the head on the batch's 8,128 pairs, the whole step), contenders in turn.
+
 Usage: python benchmarks/training.py [DATA_ROOT] [--presets cpu,quick,koch] [--contenders before,float32,bfloat16]
-       [--steps 20] [--rounds 2] [--threads INTRA,INTER] [--no-deterministic]
+       [--steps 20] [--rounds 2] [--threads INTRA,INTER] [--no-deterministic] [--breakdown]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import lfwbench.model
@@ -30,6 +34,7 @@ from lfwbench.config import TrainConfig
 from lfwbench.doctor import matmul_gflops
 from lfwbench.machine import describe
 from lfwbench.model import build_siamese
+from lfwbench.person_batches import pair_indices
 from lfwbench.presets import get_preset
 from lfwbench.training import fitted_model, prepare_data, steps_per_epoch, training_set
 
@@ -59,6 +64,54 @@ def seconds_per_step(model: keras.Model, batches: tf.data.Dataset, steps: int) -
     return (time.perf_counter() - start) / steps
 
 
+def timed(step, repeats: int, rounds: int) -> float:
+    """Best mean seconds of `step` over `rounds` rounds of `repeats` calls, after two warm-up calls."""
+    step(), step()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best
+
+
+def breakdown(config: TrainConfig, data, contender: str, repeats: int, rounds: int) -> dict[str, float]:
+    """Seconds of each part of one person-batch training step, each timed alone."""
+    fitted = build(config, contender)
+    twin, head = fitted.get_layer("twin"), fitted.get_layer("head")
+    plain = iter(training_set(replace(config, augment=False), data, range(1), 50).repeat())
+    augmented = iter(training_set(config, data, range(1), 50).repeat())
+    images, same, weights = next(augmented)
+    sides = [tf.constant(side) for side in pair_indices(config.person_batch)]
+
+    @tf.function
+    def twin_step(images):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(twin(images, training=True), tf.float32))
+        return tape.gradient(loss, twin.trainable_variables)
+
+    @tf.function
+    def head_step(embeddings):
+        with tf.GradientTape() as tape:
+            tape.watch(embeddings)
+            scores = head([tf.gather(embeddings, side) for side in sides], training=True)
+            loss = tf.reduce_sum(keras.losses.binary_crossentropy(same[:, None], scores) * weights)
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, [embeddings, *head.trainable_variables])]
+
+    embeddings = twin(images)
+    parts = {
+        "input batch, no augmentation": lambda: next(plain),
+        "input batch, augmented": lambda: next(augmented),
+        "twin forward": tf.function(lambda: twin(images, training=True)),
+        "twin forward+backward": lambda: twin_step(images),
+        f"head forward+backward ({len(sides[0]):,} pairs)": lambda: head_step(embeddings),
+        "whole step": lambda: fitted.train_on_batch(images, same, sample_weight=weights),
+    }
+    return {name: timed(lambda step=step: tf.nest.map_structure(np.asarray, step()), repeats, rounds)
+            for name, step in parts.items()}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/lfw"))
@@ -68,6 +121,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", help="intra-op,inter-op thread counts (default: TensorFlow's)")
     parser.add_argument("--no-deterministic", dest="deterministic", action="store_false")
+    parser.add_argument("--breakdown", action="store_true", help="time each part of the cpu preset's step instead")
     args = parser.parse_args()
     if args.threads:
         intra, inter = (int(count) for count in args.threads.split(","))
@@ -79,6 +133,15 @@ def main() -> None:
     threads = args.threads or "default"
     print(f"{machine['cpu']}, {machine['cores']} cores, {machine['vector_instructions']}; threads {threads}")
     contenders = args.contenders.split(",")
+    if args.breakdown:
+        config = TrainConfig(preset="cpu").resolved()
+        data = prepare_data(config, args.data, progress=False)
+        parts = {contender: breakdown(config, data, contender, args.steps, args.rounds) for contender in contenders}
+        print("| part of a cpu step (ms) | " + " | ".join(contenders) + " |")
+        print("|---|" + "---|" * len(contenders))
+        for name in parts[contenders[0]]:
+            print(f"| {name} | " + " | ".join(f"{1000 * parts[c][name]:.1f}" for c in contenders) + " |")
+        return
     rates = [matmul_gflops()]
     rows = []
     for preset in args.presets.split(","):
