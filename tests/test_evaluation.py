@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,25 @@ def test_auto_scores_in_float32_a_preset_whose_int8_verdicts_were_not_shown_to_a
     assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings.engine.startswith("int8")
     monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.PRESETS["tiny"], int8_agrees=False))
     assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings.engine == "float32 (Keras on the CPU)"
+
+
+@pytest.mark.realdata
+def test_int8_agreement_on_a_trained_cpu_model_decides_what_auto_scores_with(real_lfw: Path) -> None:
+    """On a fully trained `cpu` model (LFWBENCH_CPU_MODEL, or fold 1 of `lfwbench crossval --preset cpu`): int8
+    and float32 verdicts, each at its validation threshold, agree on >= 99.5% of DevTest pairs, or `auto` scores
+    the preset in float32."""
+    from lfwbench.presets import get_preset
+
+    checkpoint = Path(os.environ.get("LFWBENCH_CPU_MODEL", "runs/crossval-cpu-seed0/fold01/best.keras"))
+    if not checkpoint.is_file():
+        pytest.skip(f"no trained cpu model at {checkpoint}")
+    scored = {engine: evaluate(checkpoint, real_lfw, engine=engine, progress=False) for engine in ("float32", "int8")}
+    verdicts = [
+        np.array([p.probability for p in results.pairs]) >= results.operating_point.threshold
+        for results in scored.values()
+    ]
+    agreement = float(np.mean(verdicts[0] == verdicts[1]))
+    assert len(verdicts[0]) == 1000
+    assert get_preset("cpu").int8_agrees == (agreement >= 0.995), agreement
+    auto = evaluate(checkpoint, real_lfw, progress=False)
+    assert auto.settings.engine.startswith("int8" if agreement >= 0.995 else "float32")
