@@ -12,7 +12,12 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import click
+
+T = TypeVar("T")
 
 # absl's C++ line prefix (severity, date, time, thread, file:line]), its warning about logging before init, and
 # LiteRT's note on its CPU delegate.
@@ -56,3 +61,10 @@ def without_native_logs() -> Iterator[None]:
         os.dup2(original, 2)  # the pipe's last writer here closes: the pump drains it and ends
         thread.join(timeout=5)  # a child process still holding the pipe (a Ray worker) must not hold us
         os.close(original)
+
+
+def progress_bar(items: Iterable[T], label: str, shown: bool = True, length: int | None = None):
+    """lfwbench's one progress bar: on stderr, and only on a terminal (a log gets the per-epoch and summary lines,
+    not a bar redrawn in place)."""
+    stream = click.get_text_stream("stderr")
+    return click.progressbar(items, length=length, label=label, file=stream, hidden=not (shown and stream.isatty()))

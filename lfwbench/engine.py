@@ -7,7 +7,6 @@ accuracy (benchmarks/engines.py), and evaluating from it skips importing TensorF
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -15,9 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 
+from lfwbench.console import progress_bar
 from lfwbench.files import atomic_open, write_json
 
 ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
@@ -101,8 +100,7 @@ def embed_batches(
     padded = np.concatenate([images, np.zeros(((-count) % batch_size, *images.shape[1:]), images.dtype)])
     starts: Iterable[int] = range(0, len(padded), batch_size)
     rows = []
-    bar = click.progressbar(starts, label="Embedding images", file=click.get_text_stream("stderr"))
-    with bar if progress else contextlib.nullcontext(starts) as bar:
+    with progress_bar(starts, "Embedding images", progress) as bar:
         for start in bar:
             batch = padded[start : start + batch_size]
             embedding = engine(batch)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from lfwbench.console import progress_bar
 from lfwbench.errors import ImageError
 from lfwbench.files import TEMPORARY_PREFIX, atomic_open, write_json
 from lfwbench.pairs import Pair
@@ -252,15 +253,8 @@ def load_images(
             failed[index] = str(problem)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        jobs = pool.map(decode_into, range(len(paths)))
-        if progress:
-            with click.progressbar(
-                jobs, length=len(paths), label="Loading images", file=click.get_text_stream("stderr")
-            ) as bar:
-                for _ in bar:
-                    pass
-        else:
-            for _ in jobs:
+        with progress_bar(pool.map(decode_into, range(len(paths))), "Loading images", progress, len(paths)) as bar:
+            for _ in bar:
                 pass
     if array_path is not None and not failed:
         _write_cache(array_path, images)

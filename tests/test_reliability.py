@@ -433,3 +433,17 @@ def test_a_malformed_checkpoint_config_is_one_line(tmp_path: Path, config: str) 
 
     with pytest.raises(CheckpointError, match=r"odd.h5: (malformed model config|unknown architecture)"):
         load_model(path)
+
+
+def test_progress_bars_show_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from lfwbench.console import progress_bar
+
+    for terminal in (False, True):
+        stream = io.StringIO()
+        stream.isatty = lambda terminal=terminal: terminal
+        monkeypatch.setattr(click, "get_text_stream", lambda name, stream=stream: stream)
+        with progress_bar(range(3), "Loading images") as bar:
+            assert list(bar) == [0, 1, 2]
+        assert ("Loading images" in stream.getvalue()) == terminal
