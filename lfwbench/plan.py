@@ -33,14 +33,17 @@ class ListPlan:
         return people_of(self.train) | people_of(self.val) | {name for name, _ in self.pool}
 
 
-def fold_pairs(root: Path, config: TrainConfig) -> tuple[list[Pair], list[Pair]]:
+def fold_pairs(
+    root: Path, config: TrainConfig, folds: list[list[tuple[str, int]]] | None = None
+) -> tuple[list[Pair], list[Pair]]:
     """View 2 with fold `config.fold` held out: (the other folds' pairs, the held-out fold's pairs).
 
     The lists must follow the official split: each fold's pairs name only people of the same fold of the people
-    list; anything else is refused, since the held-out people would then leak into training.
+    list (`folds`, read from it when not given); anything else is refused, since the held-out people would then
+    leak into training.
     """
     listed = load_pairs(root / config.train_list)
-    folds = load_people(root / config.people_list)
+    folds = folds if folds is not None else load_people(root / config.people_list)
     if listed.folds != len(folds) or not 1 <= config.fold <= listed.folds:
         raise LfwbenchError(
             f"fold {config.fold}: {config.train_list} has {listed.folds} folds and {config.people_list} "
@@ -61,9 +64,11 @@ def fold_pairs(root: Path, config: TrainConfig) -> tuple[list[Pair], list[Pair]]
 def plan_lists(root: Path, config: TrainConfig) -> ListPlan:
     """Split the training pairs by person for validation and gather the unrestricted pool and the people the
     evaluation list holds (none of whom may be trained on)."""
+    people_file = root / config.people_list
+    people_folds = load_people(people_file) if people_file.is_file() else None
     if config.fold:
-        pairs, held_out = fold_pairs(root, config)
-        people_folds = load_people(root / config.people_list)
+        people_folds = people_folds or load_people(people_file)  # View 2 needs it: a missing one is one clear line
+        pairs, held_out = fold_pairs(root, config, people_folds)
         eval_people = people_of(held_out) | {name for name, _ in people_folds[config.fold - 1]}
     else:
         pairs = list(load_pairs(root / config.train_list).pairs)
@@ -72,10 +77,8 @@ def plan_lists(root: Path, config: TrainConfig) -> ListPlan:
     train, val = split_by_person(pairs, config.val_fraction, config.split_seed)
     pool: list[tuple[str, int]] = []
     if config.regime == "unrestricted":
-        people_file = root / config.people_list
-        if people_file.is_file():
-            folds = load_people(people_file)
-            pool = [row for number, fold in enumerate(folds, start=1) if number != config.fold for row in fold]
+        if people_folds is not None:
+            pool = [row for number, fold in enumerate(people_folds, start=1) if number != config.fold for row in fold]
         else:
             pool = sorted({(name, 0) for name in people_of(train)})
         val_people = people_of(val)

@@ -224,6 +224,7 @@ class Run:
     record: dict
     history: list[dict]
     files: dict[str, str]
+    _plans: dict[Path, ListPlan | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def options(self) -> dict:
@@ -240,11 +241,13 @@ class Run:
         return self.options.get("split_seed", self.options.get("seed", 0))
 
     def lists(self, root: Path) -> ListPlan | None:
-        """The run's pairs and people by role, as training planned them; None without its training list."""
-        config = TrainConfig.stored(self.options)
-        if not (root / config.train_list).is_file():
-            return None
-        return plan_lists(root, replace(config, split_seed=self.split_seed))
+        """The run's pairs and people by role, as training planned them (once per data root); None without its
+        training list."""
+        if root not in self._plans:
+            config = TrainConfig.stored(self.options)
+            found = (root / config.train_list).is_file()
+            self._plans[root] = plan_lists(root, replace(config, split_seed=self.split_seed)) if found else None
+        return self._plans[root]
 
     def training_people(self, root: Path) -> set[str]:
         """The identities the run trained and validated on."""
