@@ -124,47 +124,55 @@ def test_report_command_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "r.json: not a file of lfwbench evaluate" in result.output
 
 
-@pytest.mark.browser
-def test_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def chromium():
+    """Debian's headless Chromium through Playwright, offline-minded; the browser tests skip without them."""
     playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
+    executable = Path("/usr/bin/chromium")
+    if not executable.exists():
         pytest.skip("Debian's chromium is not installed")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(executable),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield browser
+        browser.close()
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(chromium, make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     results = with_injected_mistake(make_results(lfw_tree, pairs=200))
     page_path = write_report(
         tmp_path / "report.html", [results, make_results(lfw_tree, pairs=200, name="other", seed=3)]
     )
     errors: list[str] = []
     requests: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(chromium),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(page_path.as_uri())
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
-        charts = page.eval_on_selector_all(
-            ".plotly-graph-div", "ds => ds.map(d => d.querySelector('svg.main-svg') !== null)"
-        )
-        images = page.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)")
-        drawn = page.evaluate("['fig-det', 'fig-calibration-1'].map(id => !!document.querySelector(`#${id} svg`))")
-        facts = page.inner_text("#run-facts")
-        injected = page.evaluate("window.__injected === undefined")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 800})
-        try:  # Plotly redraws its charts to the new width after a resize event
-            page.wait_for_function("document.documentElement.scrollWidth <= window.innerWidth + 1", timeout=5000)
-            narrow = True
-        except playwright.TimeoutError:
-            narrow = False
-        browser.close()
+    context = chromium.new_context(offline=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(page_path.as_uri())
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+    charts = page.eval_on_selector_all(
+        ".plotly-graph-div", "ds => ds.map(d => d.querySelector('svg.main-svg') !== null)"
+    )
+    images = page.eval_on_selector_all("img", "is => is.map(i => i.complete && i.naturalWidth > 0)")
+    drawn = page.evaluate("['fig-det', 'fig-calibration-1'].map(id => !!document.querySelector(`#${id} svg`))")
+    facts = page.inner_text("#run-facts")
+    injected = page.evaluate("window.__injected === undefined")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 800})
+    try:  # Plotly redraws its charts to the new width after a resize event
+        page.wait_for_function("document.documentElement.scrollWidth <= window.innerWidth + 1", timeout=5000)
+        narrow = True
+    except PlaywrightTimeout:
+        narrow = False
     assert errors == []
     assert len(charts) >= 10 and all(charts) and drawn == [True, True]
     assert "AMD EPYC (avx512f avx2)" in facts and "lfwbench report --model m.keras" in facts
@@ -199,25 +207,18 @@ def test_an_unfinished_crossval_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-def test_crossval_report_in_headless_chromium(make_results, lfw_tree: Path, tmp_path: Path) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("Debian's chromium is not installed")
+def test_crossval_report_in_headless_chromium(chromium, make_results, lfw_tree: Path, tmp_path: Path) -> None:
     from lfwbench.report import write_crossval_report
 
     page_path = write_crossval_report(tmp_path / "cv.html", hand_made_crossval(), make_results(lfw_tree))
     errors: list[str] = []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_context(offline=True).new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(page_path.as_uri())
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2")
-        rows = page.eval_on_selector_all("#folds tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "crossval.png"), full_page=True)
-        browser.close()
+    page = chromium.new_context(offline=True).new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(page_path.as_uri())
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2")
+    rows = page.eval_on_selector_all("#folds tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "crossval.png"), full_page=True)
     assert errors == [] and rows == [str(k) for k in range(1, 11)]
 
 
