@@ -161,4 +161,4 @@ def test_help_lists_each_preset_with_what_it_measured() -> None:
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
     assert all(f"{name}: {' '.join(preset.measured.split())[:30]}" in flat for name, preset in PRESETS.items())
-    assert "not a clean test figure" in flat
+    assert "cpu: 87.2% ± 0.5 on View 2" in flat and "(so no clean test figure)" in flat
