@@ -404,8 +404,14 @@ def _train(
         stored = stored_config(folder)
         config = replace(stored, epochs=config.epochs or stored.epochs)
     config = config.resolved()
+    native = native_mixed_precision()
     if config.mixed_precision is None:  # recorded resolved, so a resume elsewhere computes as the run began
-        config = replace(config, mixed_precision=native_mixed_precision())
+        config = replace(config, mixed_precision=native)
+    if config.mixed_precision and not native:  # emulated bfloat16 is slower than float32, where it runs at all
+        raise LfwbenchError(
+            "mixed precision needs a GPU or a CPU with AVX512-BF16 or AMX, and this machine has neither: "
+            "train with --no-mixed-precision (a run begun with it resumes on such a machine only)"
+        )
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
+from lfwbench import training  # noqa: E402
 from lfwbench.checkpoints import load_model  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.errors import LfwbenchError  # noqa: E402
@@ -48,6 +49,11 @@ def test_run_folder_has_history_checkpoints_and_config(tiny_run) -> None:
 
 
 def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_checkpoints(lfw_tree: Path, tmp_path: Path) -> None:
+    if not training.native_mixed_precision():  # this CPU would emulate bfloat16: refused, and nothing written
+        with pytest.raises(LfwbenchError, match="--no-mixed-precision"):
+            train(replace(TINY, epochs=1, mixed_precision=True), lfw_tree, tmp_path / "run", verbose=0)
+        assert not (tmp_path / "run" / "config.json").exists()
+        return
     train(replace(TINY, epochs=1, mixed_precision=True), lfw_tree, tmp_path / "run", verbose=0)
     policies = {layer.dtype_policy.name for layer in load_model(tmp_path / "run" / "last.keras")._flatten_layers()}
     assert "mixed_bfloat16" in policies  # what resumes: the training model as it was
@@ -55,6 +61,18 @@ def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_checkpoints(lfw_tr
         assert {layer.dtype_policy.name for layer in load_model(tmp_path / "run" / name)._flatten_layers()} == {
             "float32"
         }
+
+
+def test_mixed_precision_is_refused_where_it_would_be_emulated(
+    lfw_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training, "native_mixed_precision", lambda: False)
+    with pytest.raises(LfwbenchError, match="needs a GPU or a CPU with AVX512-BF16 or AMX"):
+        train(replace(TINY, epochs=1, mixed_precision=True), lfw_tree, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "config.json").exists()
+    summary = train(replace(TINY, epochs=1), lfw_tree, tmp_path / "run", verbose=0)  # left to the machine: float32
+    assert summary.epochs_run == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["mixed_precision"] is False
 
 
 def test_same_seed_same_history(lfw_tree: Path, tmp_path: Path, tiny_run) -> None:
