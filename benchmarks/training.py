@@ -37,7 +37,7 @@ from lfwbench.machine import describe
 from lfwbench.model import build_siamese
 from lfwbench.person_batches import pair_indices
 from lfwbench.presets import get_preset
-from lfwbench.training import fitted_model, prepare_data, steps_per_epoch, training_set
+from lfwbench.training import fitted_model, prepare_data, training_set
 
 POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -158,7 +158,8 @@ def main() -> None:
         config = TrainConfig(preset=preset).resolved()
         keras.utils.set_random_seed(0)
         data = prepare_data(config, args.data, progress=False)
-        steps = steps_per_epoch(config, data)
+        pairs = len(data.epoch_pairs(0)[2])
+        steps = config.steps_per_epoch(pairs)
         trained, datasets, models = {}, {}, {}
         for contender in contenders:  # each fit call reads the same first batches, pipeline and augmentation included
             trained[contender] = variant(config, contender)
@@ -171,10 +172,10 @@ def main() -> None:
                 measured = seconds_per_step(models[contender], datasets[contender], args.steps)
                 best[contender] = min(best[contender], measured)
         for contender in contenders:
-            images = trained[contender].person_batch or 2 * trained[contender].batch_size
+            images = trained[contender].images_per_step
             gflop = 3 * images * get_preset(preset).forward_gflop(config.image_spec.shape)
-            seconds = best[contender] * 2 * config.pairs_per_epoch / images if config.person_batch else None
-            rows.append((preset, contender, best[contender], seconds or best[contender] * steps, images, gflop))
+            epoch = best[contender] * trained[contender].steps_per_epoch(pairs)
+            rows.append((preset, contender, best[contender], epoch, images, gflop))
     rates.append(matmul_gflops())
     rate = sum(rates) / 2
     print(f"float32 matmul: {rates[0]:.0f} and {rates[1]:.0f} GFLOP/s (before and after); shares of {rate:.0f}")

@@ -105,3 +105,12 @@ class TrainConfig:
     def person_batch(self) -> int:
         """Images per person batch (P x K); 0 when the run trains on drawn or listed pairs."""
         return self.people_per_batch * self.images_per_person
+
+    @property
+    def images_per_step(self) -> int:
+        """Twin passes per training step: a person batch, or both images of each pair of a pair batch."""
+        return self.person_batch or 2 * self.batch_size
+
+    def steps_per_epoch(self, pairs: int) -> int:
+        """Batches of an epoch of `pairs` training pairs: pair batches, or as many twin passes in person batches."""
+        return 2 * pairs // self.person_batch if self.person_batch else pairs // self.batch_size

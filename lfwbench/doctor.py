@@ -60,12 +60,10 @@ def matmul_gflops(dtype: tf.DType = tf.float32, size: int = 4096, seconds: float
 
 def images_per_epoch(config: TrainConfig) -> int:
     """Twin passes of one training epoch: person batches, drawn pairs (two images each) or the listed pairs."""
-    if config.person_batch:
-        return 2 * config.pairs_per_epoch // config.person_batch * config.person_batch
     pairs = (
         config.pairs_per_epoch if config.regime == "unrestricted" else int(DEVTRAIN_PAIRS * (1 - config.val_fraction))
     )
-    return 2 * (pairs // config.batch_size * config.batch_size)
+    return config.steps_per_epoch(pairs) * config.images_per_step
 
 
 def estimate(preset: str, policy: str, rate: float) -> PresetEstimate:

@@ -127,10 +127,11 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
 
 def steps_per_epoch(config: TrainConfig, data: TrainingData) -> int:
     """Batches per epoch: `pairs_per_epoch` pairs, or as many twin passes in person batches."""
-    pairs, batch = len(data.epoch_pairs(0)[2]), config.person_batch
-    steps = 2 * pairs // batch if batch else pairs // config.batch_size
+    pairs = len(data.epoch_pairs(0)[2])
+    steps = config.steps_per_epoch(pairs)
     if steps == 0:
-        raise LfwbenchError(f"a batch of {batch or config.batch_size} exceeds the {pairs} training pairs per epoch")
+        batch = config.person_batch or config.batch_size
+        raise LfwbenchError(f"a batch of {batch} exceeds the {pairs} training pairs per epoch")
     return steps
 
 
