@@ -17,6 +17,7 @@ __all__ = [
     "FusedBatchNormalization",
     "L1Distance",
     "Preset",
+    "SplitBiasConv2D",
     "build_head",
     "build_siamese",
     "build_twin",
@@ -47,15 +48,39 @@ class FusedBatchNormalization(layers.BatchNormalization):
             or self.synchronized
         ):
             return super().call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, tf.float32)
+        # bfloat16 and float16 go in as they are: the kernel keeps its statistics in float32 (casting first cost
+        # the first block 11 of 24 ms in bfloat16)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
+            inputs, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
         )
-        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
         variance *= (count - 1) / count  # the kernel returns the unbiased variance; Keras averages the biased one
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1 - self.momentum))
-        return tf.cast(outputs, self.compute_dtype)
+        return outputs
+
+
+@tf.custom_gradient
+def _add_bias(x, bias):
+    """`x + bias` over the last axis, its bias gradient a plain sum that oneDNN cannot fold into the convolution's
+    weight gradient."""
+
+    def gradient(upstream):
+        return upstream, tf.reduce_sum(upstream, axis=[0, 1, 2])
+
+    return tf.nn.bias_add(x, bias), gradient
+
+
+@keras.saving.register_keras_serializable(package="lfwbench")
+class SplitBiasConv2D(layers.Conv2D):
+    """Keras' Conv2D, whose bias gradient is summed apart when it trains in float32: oneDNN otherwise folds it into
+    the weight-gradient kernel, which then runs 3-4x slower on the first block (docs/performance.md). Same numbers;
+    in bfloat16, and for inference, it is Keras' own."""
+
+    def call(self, inputs, training=None):
+        if not (training and self.use_bias and self.compute_dtype == "float32" and self.data_format == "channels_last"):
+            return super().call(inputs)
+        return self.activation(_add_bias(self.convolution_op(inputs, self.kernel), tf.convert_to_tensor(self.bias)))
 
 
 def build_twin(preset: Preset, input_shape: tuple[int, int, int], seed: int | None = None) -> keras.Model:
@@ -64,7 +89,7 @@ def build_twin(preset: Preset, input_shape: tuple[int, int, int], seed: int | No
     image = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="scale")(image)
     for number, block in enumerate(preset.blocks, start=1):
-        x = layers.Conv2D(
+        x = SplitBiasConv2D(
             block.filters,
             block.kernel,
             activation="relu",
@@ -107,8 +132,8 @@ def build_head(preset: Preset, dropout: float, seed: int | None = None) -> keras
     _, biases = _initialisers(preset, seed)
     first = keras.Input((preset.embedding,), name="embedding_left")
     second = keras.Input((preset.embedding,), name="embedding_right")
-    x = L1Distance(name="l1_distance")([first, second])
-    x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    x = L1Distance(dtype="float32", name="l1_distance")([first, second])
+    x = layers.Dropout(dropout, seed=seed, dtype="float32", name="dropout")(x)
     probability = layers.Dense(1, activation="sigmoid", dtype="float32", name="same", **biases)(x)
     return keras.Model([first, second], probability, name="head")
 

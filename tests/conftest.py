@@ -108,7 +108,7 @@ def write_keras2_h5(path: Path, model, era: str = "tf2.8") -> None:
     names = {}
     counters: dict[str, int] = {}
     for layer in twin.layers[2:]:  # skip the input and our Rescaling (the notebook divided by 255 itself)
-        kind = type(layer).__name__.removeprefix("Fused")  # as Keras 2 named it
+        kind = next(cls.__name__ for cls in type(layer).__mro__ if cls.__module__.startswith("keras"))  # Keras 2's
         base = {
             "Conv2D": "conv2d",
             "BatchNormalization": "batch_normalization",

@@ -11,7 +11,14 @@ keras = pytest.importorskip("keras")
 
 from lfwbench.checkpoints import load_model, save_model  # noqa: E402
 from lfwbench.errors import CheckpointError  # noqa: E402
-from lfwbench.model import ConvBlock, FusedBatchNormalization, Preset, build_siamese, layer_table  # noqa: E402
+from lfwbench.model import (  # noqa: E402
+    ConvBlock,
+    FusedBatchNormalization,
+    Preset,
+    SplitBiasConv2D,
+    build_siamese,
+    layer_table,
+)
 
 
 def images(count: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -52,6 +59,52 @@ def test_fused_batch_normalisation_trains_and_infers_as_keras_own() -> None:
         outcomes.append([y, *gradients, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
     for keras_own, fused in zip(*outcomes, strict=True):
         np.testing.assert_allclose(fused, keras_own, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_batch_normalisation_takes_bfloat16_as_keras_own_does() -> None:
+    tf = pytest.importorskip("tensorflow")
+    x = tf.constant(np.random.default_rng(1).normal(2, 3, (16, 8, 8, 5)), tf.bfloat16)
+    outcomes = []
+    for kind in keras.layers.BatchNormalization, FusedBatchNormalization:
+        layer = kind(dtype="mixed_bfloat16")
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+        assert y.dtype == tf.bfloat16
+        outcomes.append([y, tape.gradient(loss, x), layer.moving_mean, layer.moving_variance])
+    for keras_own, fused in zip(*outcomes, strict=True):  # bfloat16 keeps 8 bits of mantissa: 2 parts in 256
+        np.testing.assert_allclose(tf.cast(fused, tf.float32), tf.cast(keras_own, tf.float32), rtol=2e-2, atol=2e-2)
+
+
+def test_split_bias_convolution_trains_and_infers_as_keras_own() -> None:
+    tf = pytest.importorskip("tensorflow")
+    x = tf.constant(np.random.default_rng(2).normal(0, 1, (4, 12, 12, 3)), tf.float32)
+    weights = None
+    outcomes = []
+    for layer in keras.layers.Conv2D(6, 3, activation="relu"), SplitBiasConv2D(6, 3, activation="relu"):
+        layer.build(x.shape)
+        if weights is None:
+            layer.bias.assign(np.linspace(-0.2, 0.2, 6))
+            weights = layer.get_weights()
+        layer.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.range(6, dtype=tf.float32))
+        outcomes.append([y, *tape.gradient(loss, [x, layer.kernel, layer.bias]), layer(x, training=False)])
+    for keras_own, split in zip(*outcomes, strict=True):
+        np.testing.assert_allclose(split, keras_own, rtol=1e-5, atol=1e-5)
+
+
+def test_head_scores_in_float32_under_mixed_precision() -> None:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_siamese("tiny", compile=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("twin").get_layer("conv1").compute_dtype == "bfloat16"
+    assert {layer.compute_dtype for layer in model.get_layer("head").layers[2:]} == {"float32"}
 
 
 LOAD_AND_PREDICT = """
