@@ -6,11 +6,11 @@ steps after a warm-up, the contenders taking turns for --rounds rounds (the best
 preset and contender: seconds per epoch, images/s, GFLOP per step (3 x the twin's forward per image), the share of
 the float32 matmul rate measured in the same run, and the speed-up over `before`.
 
-Contenders: before (Keras' own BatchNormalization, float32: lfwbench until the fused kernel), float32,
-bfloat16 (mixed precision: native on AVX512-BF16 or AMX CPUs only), float16 (mixed precision, GPUs),
-no-augment (float32 without augmentation: what augmentation costs), people-N (float32, person batches of N people:
-the same epoch in larger or smaller steps), xla (float32, `jit_compile`; needs --no-deterministic, as XLA has no
-deterministic max-pool gradient).
+Contenders: before (Keras' own BatchNormalization and Conv2D, float32: lfwbench until the fused kernel), fused-bn
+(the fused kernel only, Keras' Conv2D: lfwbench until the split bias gradient), float32, bfloat16 (mixed precision:
+native on AVX512-BF16 or AMX CPUs only), float16 (mixed precision, GPUs), no-augment (float32 without augmentation:
+what augmentation costs), people-N (float32, person batches of N people: the same epoch in larger or smaller steps),
+xla (float32, `jit_compile`; needs --no-deterministic, as XLA has no deterministic max-pool gradient).
 
 --breakdown times each part of a `cpu` step alone instead (input batch with and without augmentation, twin forward,
 twin forward and backward, the head on the batch's 8,128 pairs, the whole step), contenders in turn.
@@ -22,9 +22,11 @@ Usage: python benchmarks/training.py [DATA_ROOT] [--presets cpu,quick,koch] [--c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import keras
 import numpy as np
@@ -40,6 +42,10 @@ from lfwbench.presets import get_preset
 from lfwbench.training import fitted_model, prepare_data, training_set
 
 POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+KERAS_OWN = {  # the Keras layers an earlier lfwbench trained with, in place of lfwbench.model's own
+    "before": {"FusedBatchNormalization": keras.layers.BatchNormalization, "SplitBiasConv2D": keras.layers.Conv2D},
+    "fused-bn": {"SplitBiasConv2D": keras.layers.Conv2D},
+}
 
 
 def variant(config: TrainConfig, contender: str) -> TrainConfig:
@@ -53,16 +59,13 @@ def variant(config: TrainConfig, contender: str) -> TrainConfig:
 
 def build(config: TrainConfig, contender: str) -> keras.Model:
     """The model `fit` trains for this contender, built as `lfwbench train` builds it."""
-    fused = lfwbench.model.FusedBatchNormalization
-    if contender == "before":
-        lfwbench.model.FusedBatchNormalization = keras.layers.BatchNormalization
-    keras.mixed_precision.set_global_policy(POLICIES.get(contender, "float32"))
-    try:
+    with contextlib.ExitStack() as stack:
+        for name, layer in KERAS_OWN.get(contender, {}).items():
+            stack.enter_context(mock.patch.object(lfwbench.model, name, layer))
+        keras.mixed_precision.set_global_policy(POLICIES.get(contender, "float32"))
+        stack.callback(keras.mixed_precision.set_global_policy, "float32")
         model = build_siamese(config.preset, config.image_spec.shape, lr=config.lr, dropout=config.dropout, seed=0)
         fitted = fitted_model(model, config)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-        lfwbench.model.FusedBatchNormalization = fused
     if contender == "xla":
         fitted.compile(optimizer=fitted.optimizer, loss=fitted.loss, jit_compile=True)
     return fitted
