@@ -325,6 +325,10 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
 
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:  # the first step traces the graph: the expected finish is paced from the steps after it
+            self.first_step_ended = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["seconds"] = time.perf_counter() - self.started
@@ -342,8 +346,11 @@ class RunRecorder(keras.callbacks.Callback):
                 f"val_loss {row['val_loss']:.4f} val_accuracy {row.get('val_accuracy', float('nan')):.4f} "
                 f"{row['seconds']:.0f} s"
             )
-            left = (self.config.epochs - row["epoch"]) * row["seconds"]
-            if self.first_epoch and left:
+            if self.first_epoch and row["epoch"] < self.config.epochs:
+                steps = self.params.get("steps") or 1
+                paced = time.perf_counter() - self.first_step_ended
+                pace = paced * steps / (steps - 1) if steps > 1 else row["seconds"]
+                left = (self.config.epochs - row["epoch"]) * pace
                 finish = time.strftime("%H:%M", time.localtime(time.time() + left))
                 self.progress(f"{self.folder.path.name}: about {left / 60:.0f} min more at this pace, done by {finish}")
             self.first_epoch = False
