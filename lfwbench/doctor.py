@@ -22,8 +22,8 @@ DEVTRAIN_PAIRS = 2200  # pairsDevTrain.txt: the restricted regime's pairs, less 
 # Share of the float32 matmul rate a training step reached, by preset and compute precision: benchmarks/training.py
 # on 2 AMD EPYC vCPUs with AVX-512 and AVX512-BF16 (docs/performance.md). A GPU has not been measured.
 MEASURED_SHARE = {
-    "float32": {"koch": 0.83, "quick": 0.52, "cpu": 0.42},
-    "mixed_bfloat16": {"koch": 1.40, "quick": 0.77, "cpu": 0.60},
+    "float32": {"koch": 0.85, "quick": 0.56, "cpu": 0.50},
+    "mixed_bfloat16": {"koch": 1.35, "quick": 0.84, "cpu": 0.73},
 }
 
 

@@ -61,7 +61,7 @@ KOCH = Preset(
     KOCH_BLOCKS,
     4096,
     defaults={"lr": 6e-5, "batch_size": 32, "epochs": 30, "regime": "restricted", "augment": False},
-    measured="71.5% on pairsDevTest after 12 epochs; 35 s per epoch on 2 AVX-512 cores in bfloat16, 59 s in float32",
+    measured="71.5% on pairsDevTest after 12 epochs; 34 s per epoch on 2 AVX-512 cores in bfloat16, 54 s in float32",
 )
 
 # A small twin of the same family that trains on 2 CPU cores in minutes: face-centred 128-pixel crop at
@@ -86,7 +86,7 @@ QUICK = Preset(
         "pairs_per_epoch": 8000,
         "augment": True,
     },  # fmt: skip
-    measured="75.6% on pairsDevTest over three seeds; about 6 min on 2 AVX-512 cores in bfloat16",
+    measured="75.6% on pairsDevTest over three seeds; about 5 min on 2 AVX-512 cores in bfloat16",
 )
 
 # For tests: trains in seconds on the synthetic tree.
@@ -113,8 +113,8 @@ CPU = replace(
     # agreed on 991 of 1,000 DevTest pairs (benchmarks/int8_agreement.py), under the 99.5% asked: score in float32.
     int8_agrees=False,
     measured="87.2% ± 0.5 on View 2 (û ± SE over 10 folds, `lfwbench crossval`); 86.3% on pairsDevTest over six "
-    "seeds, a recipe picked with that list in view (so no clean test figure); 10 min on 2 AVX-512 cores in "
-    "bfloat16, 13 min in float32",
+    "seeds, a recipe picked with that list in view (so no clean test figure); 7.5 min on 2 AVX-512 cores in "
+    "bfloat16, about 12 min in float32",
     channels=1,
     defaults={
         **QUICK.defaults,
