@@ -57,7 +57,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
         variance *= (count - 1) / count  # the kernel returns the unbiased variance; Keras averages the biased one
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1 - self.momentum))
-        return outputs
+        return tf.cast(outputs, self.compute_dtype)
 
 
 @tf.custom_gradient
@@ -74,7 +74,7 @@ def _add_bias(x, bias):
 @keras.saving.register_keras_serializable(package="lfwbench")
 class SplitBiasConv2D(layers.Conv2D):
     """Keras' Conv2D, whose bias gradient is summed apart when it trains in float32: oneDNN otherwise folds it into
-    the weight-gradient kernel, which then runs 3-4x slower on the first block (docs/performance.md). Same numbers;
+    the weight-gradient kernel, which then runs 2-4x slower on the first two blocks (docs/performance.md). Same numbers;
     in bfloat16, and for inference, it is Keras' own."""
 
     def call(self, inputs, training=None):
