@@ -21,6 +21,7 @@ __all__ = [
     "build_head",
     "build_siamese",
     "build_twin",
+    "keras_type",
     "layer_table",
 ]
 
@@ -167,6 +168,13 @@ def build_siamese(
     return model
 
 
+def keras_type(layer: keras.layers.Layer) -> str:
+    """The Keras layer that a drop-in of ours computes as (`Conv2D` for `SplitBiasConv2D`), else the layer's own
+    class: what reports and Keras 2 files name."""
+    nearest = next(kind for kind in type(layer).__mro__ if kind.__module__.startswith("keras"))
+    return type(layer).__name__ if nearest is keras.layers.Layer else nearest.__name__
+
+
 def layer_table(model: keras.Model) -> list[dict]:
     """The notebook's model summary as rows (layer, type, output shape, parameters), twin and head expanded."""
     rows = []
@@ -178,7 +186,7 @@ def layer_table(model: keras.Model) -> list[dict]:
             rows.append(
                 {
                     "layer": f"{part.name}/{layer.name}",
-                    "type": type(layer).__name__,
+                    "type": keras_type(layer),
                     "output_shape": str(tuple(shape)) if shape is not None else "",
                     "parameters": int(layer.count_params()),
                 }

@@ -92,6 +92,8 @@ def write_keras2_h5(path: Path, model, era: str = "tf2.8") -> None:
     """
     import h5py
 
+    from lfwbench.model import keras_type
+
     initialiser = (
         "initialize_weights"
         if era == "tf2.8"
@@ -108,7 +110,7 @@ def write_keras2_h5(path: Path, model, era: str = "tf2.8") -> None:
     names = {}
     counters: dict[str, int] = {}
     for layer in twin.layers[2:]:  # skip the input and our Rescaling (the notebook divided by 255 itself)
-        kind = next(cls.__name__ for cls in type(layer).__mro__ if cls.__module__.startswith("keras"))  # Keras 2's
+        kind = keras_type(layer)
         base = {
             "Conv2D": "conv2d",
             "BatchNormalization": "batch_normalization",

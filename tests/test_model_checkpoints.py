@@ -31,6 +31,9 @@ def test_koch_twin_has_the_notebooks_parameter_count() -> None:
     assert model.get_layer("twin").output.shape[-1] == 4096
     rows = layer_table(model)
     assert rows[1]["layer"] == "twin/conv1" and rows[1]["parameters"] == 10 * 10 * 3 * 64 + 64
+    kinds = {row["layer"]: row["type"] for row in rows}  # Keras' names for our drop-ins, our own for the join
+    assert kinds["twin/conv1"] == "Conv2D" and kinds["twin/bn1"] == "BatchNormalization"
+    assert kinds["head/l1_distance"] == "L1Distance"
     assert sum(row["parameters"] for row in rows) == model.count_params()
 
 
