@@ -15,14 +15,19 @@ xla (float32, `jit_compile`; needs --no-deterministic, as XLA has no determinist
 --breakdown times each part of a `cpu` step alone instead (input batch with and without augmentation, twin forward,
 twin forward and backward, the head on the batch's 8,128 pairs, the whole step), contenders in turn.
 
+--ops N prints instead the N TensorFlow ops a `cpu` step spends longest in, per contender, from the profiler's trace
+of --steps steps (with --threads 2,1 ops do not overlap, so their times add up to the step).
+
 Usage: python benchmarks/training.py [DATA_ROOT] [--presets cpu,quick,koch] [--contenders before,float32,bfloat16]
-       [--steps 20] [--rounds 2] [--threads INTRA,INTER] [--no-deterministic] [--breakdown]
+       [--steps 20] [--rounds 2] [--threads INTRA,INTER] [--no-deterministic] [--breakdown | --ops N]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +36,7 @@ from unittest import mock
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import lfwbench.model
 from lfwbench.config import TrainConfig
@@ -125,6 +131,30 @@ def breakdown(config: TrainConfig, data, contender: str, repeats: int, rounds: i
             for name, step in parts.items()}  # fmt: skip
 
 
+def costliest_ops(config: TrainConfig, data, contender: str, steps: int, top: int) -> list[tuple[str, float]]:
+    """The ops one person-batch training step spends longest in, as (op, ms per step), from the profiler's trace."""
+    fitted = build(config, contender)
+    images, same, weights = next(iter(training_set(config, data, range(1), 50)))
+    for _ in range(3):
+        fitted.train_on_batch(images, same, sample_weight=weights)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            fitted.train_on_batch(images, same, sample_weight=weights)
+        tf.profiler.experimental.stop()
+        (trace,) = Path(logdir).rglob("*.xplane.pb")
+        space = xplane_pb2.XSpace.FromString(trace.read_bytes())
+    milliseconds = collections.Counter()
+    for plane in space.planes:
+        names = {key: metadata.name for key, metadata in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events if line.name.startswith("tf_Compute") else ():
+                name = names[event.metadata_id]
+                if ":" in name and "::" not in name:  # an op is "name:Type"; the executor's own events are "A::B"
+                    milliseconds[name] += event.duration_ps / 1e9 / steps
+    return milliseconds.most_common(top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/lfw"))
@@ -135,6 +165,7 @@ def main() -> None:
     parser.add_argument("--threads", help="intra-op,inter-op thread counts (default: TensorFlow's)")
     parser.add_argument("--no-deterministic", dest="deterministic", action="store_false")
     parser.add_argument("--breakdown", action="store_true", help="time each part of the cpu preset's step instead")
+    parser.add_argument("--ops", type=int, metavar="N", help="list the cpu step's N costliest ops instead")
     args = parser.parse_args()
     if args.threads:
         intra, inter = (int(count) for count in args.threads.split(","))
@@ -146,6 +177,14 @@ def main() -> None:
     threads = args.threads or "default"
     print(f"{machine['cpu']}, {machine['cores']} cores, {machine['vector_instructions']}; threads {threads}")
     contenders = args.contenders.split(",")
+    if args.ops:
+        config = TrainConfig(preset="cpu").resolved()
+        data = prepare_data(config, args.data, progress=False)
+        for contender in contenders:
+            print(f"| {contender}: op | ms per step |\n|---|---|")
+            for name, milliseconds in costliest_ops(config, data, contender, args.steps, args.ops):
+                print(f"| {name} | {milliseconds:.2f} |")
+        return
     if args.breakdown:
         config = TrainConfig(preset="cpu").resolved()
         data = prepare_data(config, args.data, progress=False)
