@@ -325,9 +325,11 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
 
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == 0:  # the first step traces the graph: the expected finish is paced from the steps after it
-            self.first_step_ended = time.perf_counter()
+    def on_train_batch_begin(self, batch, logs=None):
+        # the first step traces the graph: the expected finish is paced from the steps after it. A batch-begin hook,
+        # as one at batch end would make Keras hand every step's logs to Python in step with the training
+        if batch == 1:
+            self.paced_from = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
@@ -348,8 +350,7 @@ class RunRecorder(keras.callbacks.Callback):
             )
             if self.first_epoch and row["epoch"] < self.config.epochs:
                 steps = self.params.get("steps") or 1
-                paced = time.perf_counter() - self.first_step_ended
-                pace = paced * steps / (steps - 1) if steps > 1 else row["seconds"]
+                pace = (time.perf_counter() - self.paced_from) * steps / (steps - 1) if steps > 1 else row["seconds"]
                 left = (self.config.epochs - row["epoch"]) * pace
                 finish = time.strftime("%H:%M", time.localtime(time.time() + left))
                 self.progress(f"{self.folder.path.name}: about {left / 60:.0f} min more at this pace, done by {finish}")
