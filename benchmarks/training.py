@@ -177,17 +177,16 @@ def main() -> None:
     threads = args.threads or "default"
     print(f"{machine['cpu']}, {machine['cores']} cores, {machine['vector_instructions']}; threads {threads}")
     contenders = args.contenders.split(",")
-    if args.ops:
+    if args.ops or args.breakdown:  # both look inside the cpu preset's step
         config = TrainConfig(preset="cpu").resolved()
         data = prepare_data(config, args.data, progress=False)
+    if args.ops:
         for contender in contenders:
             print(f"| {contender}: op | ms per step |\n|---|---|")
             for name, milliseconds in costliest_ops(config, data, contender, args.steps, args.ops):
                 print(f"| {name} | {milliseconds:.2f} |")
         return
     if args.breakdown:
-        config = TrainConfig(preset="cpu").resolved()
-        data = prepare_data(config, args.data, progress=False)
         parts = {contender: breakdown(config, data, contender, args.steps, args.rounds) for contender in contenders}
         print("| part of a cpu step (ms) | " + " | ".join(contenders) + " |")
         print("|---|" + "---|" * len(contenders))
