@@ -27,3 +27,10 @@ class CheckpointError(LfwbenchError):
 
 class RunFolderError(LfwbenchError):
     """A run folder that is in use, not empty, or does not hold what its record says."""
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """`value` as a message may show it: its repr (control characters escaped), cut to `limit` characters with the
+    length of the rest said, so a hostile field never makes a message long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"

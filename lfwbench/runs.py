@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from lfwbench.config import TrainConfig
-from lfwbench.errors import RunFolderError
+from lfwbench.errors import RunFolderError, brief
 from lfwbench.files import TEMPORARY_PREFIX, FolderLock, file_digest, sync_file, write_csv, write_json
 from lfwbench.images import ImageSpec
 from lfwbench.pairs import Pair
@@ -63,6 +64,71 @@ class Manifest:
     random_state: list[list[int]] = field(default_factory=list)
     format: int = MANIFEST_FORMAT
 
+    @classmethod
+    def parse(cls, stored: object) -> Manifest:
+        """A manifest from its JSON form, every field checked: a file someone else wrote names only plain files of
+        its own folder, the staged ones by the name a commit gives them, so obeying it never touches anything else.
+        Raises ValueError naming the first field that fails."""
+        if not isinstance(stored, dict):
+            raise ValueError(f"expected an object, got {type(stored).__name__}")
+        if stored.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"format {brief(stored.get('format'))}")
+        unknown = set(stored) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown field {brief(sorted(unknown)[0])}")
+        epoch = stored.get("epoch")
+        if not is_count(epoch):
+            raise ValueError(f"epoch {brief(epoch)} is not a whole number >= 0")
+        history = stored.get("history")
+        if not isinstance(history, list) or not all(is_history_row(row) for row in history):
+            raise ValueError("history is not a list of rows of finite numbers")
+        files = stored.get("files")
+        if not isinstance(files, dict) or not all(is_file_name(k) and is_sha256(v) for k, v in files.items()):
+            raise ValueError("files is not a map of plain file names to sha256 digests")
+        staged = stored.get("staged", {})
+        if not isinstance(staged, dict) or any(
+            not is_file_name(final) or value != staged_name(epoch, final) for final, value in staged.items()
+        ):
+            raise ValueError(f"staged names other files than this epoch's ({brief(staged)})")
+        state = stored.get("random_state", [])
+        if not isinstance(state, list) or not all(
+            isinstance(row, list) and all(is_count(n) for n in row) for row in state
+        ):
+            raise ValueError("random_state is not a list of lists of whole numbers")
+        return cls(epoch, history, files, staged, state)
+
+
+def staged_name(epoch: int, name: str) -> str:
+    """What `commit` writes `name` as until the manifest makes it visible."""
+    return f"{STAGED_PREFIX}{epoch}-{name}"
+
+
+def is_file_name(name: object) -> bool:
+    """A plain name of a file in its folder: never a path, never `.` or `..`."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and name not in (".", "..")
+        and not any(character in name for character in "/\\\0")
+    )
+
+
+def is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def is_history_row(row: object) -> bool:
+    """An epoch's figures: names to finite numbers (or null where a figure is undefined)."""
+    return isinstance(row, dict) and all(
+        isinstance(key, str)
+        and (value is None or (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)))
+        for key, value in row.items()
+    )
+
 
 class RunFolder:
     """One run's folder on disk; writers hold its lock (see `writing`), readers need none."""
@@ -87,13 +153,10 @@ class RunFolder:
         """The committed state, or None when no epoch was committed (or the folder predates manifests)."""
         path = self / MANIFEST
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored.get("format") != MANIFEST_FORMAT:
-                raise ValueError(f"format {stored.get('format')!r}")
-            return Manifest(**stored)
+            return Manifest.parse(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             raise RunFolderError(f"{path}: unreadable ({error}); the run cannot be trusted") from None
 
     def history(self) -> list[dict]:
@@ -102,7 +165,15 @@ class RunFolder:
         if manifest is not None:
             return manifest.history
         legacy = self / HISTORY_JSON
-        return json.loads(legacy.read_text(encoding="utf-8")) if legacy.is_file() else []
+        if not legacy.is_file():
+            return []
+        try:
+            rows = json.loads(legacy.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as error:
+            raise RunFolderError(f"{legacy}: unreadable ({error})") from None
+        if not isinstance(rows, list) or not all(is_history_row(row) for row in rows):
+            raise RunFolderError(f"{legacy}: not a list of rows of finite numbers; the run cannot be trusted")
+        return rows
 
     def entries(self) -> list[str]:
         return sorted(name for name in os.listdir(self.path) if name != LOCK) if self.path.is_dir() else []
@@ -111,7 +182,7 @@ class RunFolder:
         """Roll a committed epoch forward into place and delete what an interrupted write left behind."""
         manifest = self.manifest()
         for final, staged in (manifest.staged if manifest else {}).items():
-            if (self / staged).exists():
+            if (self / staged).is_file() and not (self / staged).is_symlink():
                 os.replace(self / staged, self / final)
         for name in self.entries():
             if name.startswith((STAGED_PREFIX, TEMPORARY_PREFIX)):
@@ -132,7 +203,7 @@ class RunFolder:
         what the previous commit holds.
         """
         previous = self.manifest()
-        staged = {name: f"{STAGED_PREFIX}{epoch}-{name}" for name in writers}
+        staged = {name: staged_name(epoch, name) for name in writers}
         for name, write in writers.items():
             write(self / staged[name])
         digests = {name: file_digest(self / staged[name]) for name in writers}
@@ -188,7 +259,8 @@ def writing(path: str | Path, mode: str = "new") -> Iterator[RunFolder]:
             "--out"
         )
     try:
-        folder.recover()  # whatever a killed writer left: finished if committed, else removed
+        if mode != "overwrite":  # a run being replaced is not trusted to say what its commit was
+            folder.recover()  # whatever a killed writer left: finished if committed, else removed
         if mode == "new" and folder.entries():
             raise RunFolderError(
                 f"{folder.path}: not empty (holds {', '.join(folder.entries()[:3])}); pass --resume to continue the "
@@ -208,7 +280,8 @@ def writing(path: str | Path, mode: str = "new") -> Iterator[RunFolder]:
 def recover_if_idle(folder: RunFolder) -> None:
     """Finish an interrupted commit before reading, unless a writer is at work (it will finish it itself)."""
     lock = FolderLock(folder / LOCK)
-    with contextlib.suppress(OSError):  # a read-only folder is read as it is
+    # a read-only folder is read as it is; an untrusted manifest is obeyed in nothing (the reader then refuses it)
+    with contextlib.suppress(OSError, RunFolderError):
         if lock.acquire():
             try:
                 folder.recover()
@@ -279,7 +352,7 @@ def read_run(checkpoint: Path, sha256: str) -> tuple[Run | None, list[str]]:
         record, manifest = folder.read_config(), folder.manifest()
         history = folder.history()
     except (RunFolderError, ValueError) as error:
-        return None, [f"{error}; scored as a bare checkpoint"]
+        return None, [f"{error}; the run folder is ignored and the checkpoint scored as a bare model"]
     if manifest is None:
         note = f"{folder.path} has no {MANIFEST} (written before runs were checked): its {CONFIG} is used unverified"
         return Run(folder.path, record, history, {}), [note]

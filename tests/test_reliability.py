@@ -171,6 +171,68 @@ def test_reading_a_run_finishes_an_interrupted_commit_when_no_writer_holds_it(tm
     assert run is not None and warnings == [] and (tmp_path / "run" / "a.bin").is_file()
 
 
+HOSTILE_MANIFEST_FIELDS = [
+    ("staged", {"../victim.txt": "history.csv"}),
+    ("staged", {"history.csv": "../victim.txt"}),
+    ("staged", {"/tmp/victim.txt": ".staged-1-history.csv"}),
+    ("staged", {"a.bin": ".staged-1-a.bin", "..": ".staged-1-.."}),
+    ("staged", ["a.bin"]),
+    ("files", ["a.bin"]),
+    ("files", {"../a.bin": "0" * 64}),
+    ("files", {"a.bin": "not a digest"}),
+    ("files", {"a\x00b": "0" * 64}),
+    ("epoch", "1"),
+    ("epoch", -1),
+    ("epoch", True),
+    ("epoch", 1.5),
+    ("history", {"epoch": 1}),
+    ("history", [{"loss": "NaN"}]),
+    ("history", [{"loss": float("nan")}]),
+    ("history", [[1, 2]]),
+    ("random_state", [[1, "x"]]),
+    ("random_state", 7),
+    ("format", 99),
+    ("surprise", 1),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), HOSTILE_MANIFEST_FIELDS)
+def test_a_manifest_that_fails_a_field_is_never_obeyed(tmp_path: Path, field: str, value) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    folder_path = tmp_path / "run"
+    with runs.writing(folder_path) as folder:
+        write_json(folder / runs.CONFIG, {"config": {}})
+        fake_commit(folder, 1, [{"epoch": 1}])
+    stored = json.loads((folder_path / runs.MANIFEST).read_text())
+    stored[field] = value
+    (folder_path / runs.MANIFEST).write_text(json.dumps(stored))  # NaN is written as JSON's NaN
+    (folder_path / runs.HISTORY_CSV).rename(folder_path / ".staged-1-history.csv")
+    before = sorted(path.name for path in folder_path.iterdir())
+    run, warnings = runs.read_run(folder_path / "a.bin", file_digest(folder_path / "a.bin"))
+    assert run is None and "cannot be trusted; the run folder is ignored" in warnings[0], warnings
+    assert len(warnings[0]) < 500
+    assert victim.read_text() == "mine" and sorted(path.name for path in folder_path.iterdir()) == before
+    with pytest.raises(RunFolderError, match="manifest.json: unreadable"), runs.writing(folder_path, "resume"):
+        pass
+    assert victim.read_text() == "mine"
+    with runs.writing(folder_path, "overwrite") as folder:  # replacing an untrusted run obeys nothing of it
+        assert folder.entries() == []
+    assert victim.read_text() == "mine"
+
+
+def test_a_manifest_with_a_huge_field_is_refused_in_a_short_line(tmp_path: Path) -> None:
+    with runs.writing(tmp_path / "run") as folder:
+        write_json(folder / runs.CONFIG, {"config": {}})
+        fake_commit(folder, 1, [{"epoch": 1}])
+        stored = json.loads((folder / runs.MANIFEST).read_text())
+        stored["format"] = "x" * 100_000
+        (folder / runs.MANIFEST).write_text(json.dumps(stored))
+    with pytest.raises(RunFolderError) as refused:
+        runs.RunFolder(tmp_path / "run").manifest()
+    assert len(str(refused.value)) < 500 and "more characters" in str(refused.value)
+
+
 # --- image files ------------------------------------------------------------------------------------------------
 
 
