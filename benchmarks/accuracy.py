@@ -48,10 +48,10 @@ def scores(checkpoint: Path, data: Path, flip: bool) -> dict:
     """Test accuracy at 0.5 and at the validation threshold, AUC; with `flip`, the same under flip averaging."""
     metrics = evaluate(checkpoint, data, progress=False).metrics
     row = {"test_at_0.5": metrics.at_half.accuracy, "auc": metrics.auc, "pairs": metrics.pairs,
-           "test_at_val_threshold": metrics.at_validation_threshold.accuracy}  # fmt: skip
+           "test_at_val_threshold": metrics.at_threshold.accuracy}  # fmt: skip
     if flip:
         flipped = evaluate(checkpoint, data, flip=True, progress=False).metrics
-        row |= {"flip_at_val_threshold": flipped.at_validation_threshold.accuracy, "flip_auc": flipped.auc}
+        row |= {"flip_at_val_threshold": flipped.at_threshold.accuracy, "flip_auc": flipped.auc}
     return row
 
 

@@ -27,7 +27,7 @@ def main() -> None:
         engine: evaluate(args.checkpoint, args.data, args.pairs, engine=engine, progress=False)
         for engine in ("float32", "int8")
     }
-    probabilities = {engine: np.array([p.probability for p in r.pairs]) for engine, r in scored.items()}
+    probabilities = {engine: np.array([p.score for p in r.pairs]) for engine, r in scored.items()}
     thresholds = {engine: r.operating_point.threshold for engine, r in scored.items()}
     own = {engine: probabilities[engine] >= thresholds[engine] for engine in scored}
     common = {engine: probabilities[engine] >= thresholds["float32"] for engine in scored}

@@ -142,10 +142,14 @@ def data_stats(data: Path | None, json_path: Path | None, val_fraction: float, s
     Example: lfwbench data stats --data ../shared/lfw --json stats.json
     """
     from lfwbench.dataset import data_stats as compute_stats
-    from lfwbench.files import write_json
+    from lfwbench.files import refuse_overwriting, write_json
     from lfwbench.images import resolve_data_root
+    from lfwbench.pairs import protocol_files
 
-    stats = compute_stats(resolve_data_root(data), val_fraction, seed)
+    root = resolve_data_root(data)
+    if json_path:
+        refuse_overwriting([json_path], protocol_files(root))
+    stats = compute_stats(root, val_fraction, seed)
     per = stats["images_per_person"]
     click.echo(f"variant: {stats['variant']}")
     click.echo(f"people: {stats['people']}  images: {stats['images']}")
@@ -479,22 +483,27 @@ def ensemble(models: tuple[Path, ...], out: Path, overwrite: bool) -> None:
 
 
 def echo_headline(results, err: bool = False) -> None:
-    """The one-screen summary of an evaluation: the operating point first, then 0.5, the curve, the engine."""
+    """The one-screen summary of an evaluation: the operating point first (and where its threshold came from), then
+    0.5 for a probability, the curve, View 2 as û ± SE, what scored it."""
     m, point = results.metrics, results.operating_point
     ci, half = point.accuracy_ci, m.at_half
     flip = ", test-time flip averaging" if results.settings.flip_tta else ""
     lines = [
-        f"{results.name} on {results.data.scored_on} ({m.pairs} pairs{flip}; engine {results.settings.engine})",
-        f"  accuracy  {point.accuracy:.4f}  (95% CI {ci.low:.3f}-{ci.high:.3f}) at {results.operating_label}",
+        f"{results.name} ({results.model.kind}, {results.model.score_kind}) on {results.data.scored_on} "
+        f"({m.pairs} pairs{flip}; engine {results.model.engine})",
+        f"  accuracy  {point.accuracy:.4f}  (95% CI {ci.low:.3f}-{ci.high:.3f}, {m.pairs} pairs) at "
+        f"{results.operating_label}",
         f"  TPR same  {point.tpr:.4f}   TNR different {point.tnr:.4f}",
-        f"  at 0.5    {half.accuracy:.4f}  (TPR {half.tpr:.4f}, TNR {half.tnr:.4f})",
-        f"  AUC       {m.auc:.4f}   EER {m.eer:.4f}   loss {m.loss:.4f}",
     ]
+    if half is not None:
+        lines.append(f"  at 0.5    {half.accuracy:.4f}  (TPR {half.tpr:.4f}, TNR {half.tnr:.4f})")
+    loss = f"   loss {m.loss:.4f}" if m.loss is not None else ""
+    lines.append(f"  AUC       {m.auc:.4f}   EER {m.eer:.4f}{loss}")
     if m.view2 is not None:
         v2 = m.view2
         lines.append(
-            f"  View 2    {v2.mean:.4f} ± {v2.std:.4f} (std over {len(v2.fold_accuracies)} folds; "
-            f"standard error {v2.standard_error:.4f})"
+            f"  View 2    {v2.mean:.4f} ± {v2.standard_error:.4f} (û ± SE over {len(v2.fold_accuracies)} folds, each "
+            f"at the threshold best on the others; std {v2.std:.4f})"
         )
     for line in lines:
         click.echo(line, err=err)
@@ -561,7 +570,8 @@ def evaluation_options(function):
         click.option(
             "--threshold-from",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Choose the threshold on this pair list instead of the run's validation pairs.",
+            help="Choose the threshold on this pair list (of other people) instead of the run's validation pairs or "
+            "the protocol's training side.",
         ),
         click.option("--skip-missing", is_flag=True, help="Leave out pairs whose images are missing (counted)."),
         click.option(
@@ -573,8 +583,8 @@ def evaluation_options(function):
         click.option(
             "--far",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            help="Operating point at this false accept rate on the validation pairs (e.g. 1e-2), not at their best "
-            "accuracy.",
+            help="Operating point at this false accept rate on the pairs the threshold is chosen on (e.g. 1e-2), not "
+            "at their best accuracy.",
         ),
         click.option(
             "--engine",
@@ -587,89 +597,136 @@ def evaluation_options(function):
     return with_options(options)(function)
 
 
-def run_evaluation(model: Path, data: Path | None, pairs_path: Path | None, view2: Path | None, **options):
-    from lfwbench.evaluation import evaluate as evaluate_model
+def input_options(multiple: bool):
+    """What to score: a model, embeddings or pair scores computed by any library; with `multiple`, each repeats."""
+    from lfwbench.scoring import EMBEDDING_METRICS, SCORE_KINDS
+
+    again = " Repeatable." if multiple else ""
+    path = click.Path(exists=True, dir_okay=False, path_type=Path)
+    options = [
+        click.option(
+            "--model", "models", multiple=True, type=path,
+            help="Checkpoint: .keras or .h5 (lfwbench's, or the original notebook's Keras 2 .h5)." + again,
+        ),
+        click.option(
+            "--embeddings", multiple=True, type=path,
+            help="Embeddings from any library: .npz with keys (image paths such as Name/Name_0001.jpg) and vectors "
+            "(N x D), or .csv with a path column then the vector's columns; no TensorFlow needed." + again,
+        ),
+        click.option(
+            "--scores", multiple=True, type=path,
+            help="Pair scores from any library: .csv with name1,image1,name2,image2,score (lfwbench's --predictions "
+            "reads back); needs --score-kind." + again,
+        ),
+        click.option(
+            "--metric", type=click.Choice(list(EMBEDDING_METRICS)), default="cosine", show_default=True,
+            help="How --embeddings are compared: cosine similarity or Euclidean distance.",
+        ),
+        click.option(
+            "--score-kind", type=click.Choice(SCORE_KINDS),
+            help="Which way --scores point: a probability of 'same', a similarity (higher: same), a distance "
+            "(lower: same).",
+        ),
+    ]  # fmt: skip
+    return with_options(options)
+
+
+def given_inputs(models, embeddings, scores) -> list[tuple[str, Path]]:
+    return [("model", p) for p in models] + [("embeddings", p) for p in embeddings] + [("scores", p) for p in scores]
+
+
+def optional_data_root(data: Path | None) -> Path | None:
+    """The data root when one is given (--data or $LFWBENCH_DATA); precomputed inputs and saved results need none."""
     from lfwbench.images import resolve_data_root
 
-    if pairs_path and view2:
+    return resolve_data_root(data) if data or os.environ.get("LFWBENCH_DATA") else None
+
+
+def open_inputs(inputs: list[tuple[str, Path]], root: Path | None, options: dict) -> list:
+    from lfwbench.scoring import open_input
+
+    keys = ("engine", "batch_size", "flip", "metric", "score_kind")
+    return [open_input(kind, path, root, **{key: options[key] for key in keys}) for kind, path in inputs]
+
+
+def scored_list(options: dict) -> tuple[Path | None, bool]:
+    """The pair list to score and whether it is a View 2 list asked for as one."""
+    if options["pairs_path"] and options["view2"]:
         raise click.UsageError("give --pairs or --view2, not both")
-    root = resolve_data_root(data)
-    return evaluate_model(model, root, view2 or pairs_path, view2=view2 is not None, progress=not quiet(), **options)
+    return options["view2"] or options["pairs_path"], options["view2"] is not None
+
+
+def run_evaluations(scorers: list, root: Path | None, options: dict) -> list:
+    from lfwbench.evaluation import evaluate as evaluate_input
+
+    pairs_path, view2 = scored_list(options)
+    keys = ("batch_size", "flip", "threshold_from", "skip_missing", "fold", "far")
+    settings = {key: options[key] for key in keys}
+    return [evaluate_input(s, root, pairs_path, view2=view2, progress=not quiet(), **settings) for s in scorers]
+
+
+def lists_read(options: dict) -> list[Path | None]:
+    return [options["pairs_path"], options["view2"], options["threshold_from"]]
 
 
 @main.command()
-@click.option(
-    "--model",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Checkpoint: .keras or .h5 (lfwbench's, or the original notebook's Keras 2 .h5).",
-)
+@with_options([input_options(multiple=False)])
 @evaluation_options
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     help="Write results.json here (- for stdout).",
 )
-@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write per-pair CSV here.")
+@click.option(
+    "--predictions",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write per-pair CSV here (name1,image1,name2,image2,score,...: reads back as --scores).",
+)
 @gate_options
-def evaluate(model: Path, out: Path | None, predictions: Path | None, fail_under, gate, **options) -> None:
-    """Score a pair list with a checkpoint: loss, accuracy, TPR, TNR, AUC, EER, intervals, View 2 folds.
+def evaluate(models, embeddings, scores, out: Path | None, predictions: Path | None, fail_under, gate, data,
+             **options) -> None:  # fmt: skip
+    """Score a pair list with one input: accuracy, TPR, TNR, AUC, EER with intervals, View 2 folds, loss.
 
-    Example: lfwbench evaluate --model runs/quick/best.h5 --data ../shared/lfw --out results.json
+    The input is a checkpoint (--model), or embeddings (--embeddings) or pair scores (--scores) computed by any
+    library. The threshold comes from --threshold-from, the run's validation pairs, or the protocol's training side
+    (pairsDevTrain.txt; on View 2 the other nine folds), and every headline says which.
+
+    Example: lfwbench evaluate --embeddings emb.npz --view2 ../shared/lfw/pairs.txt
     """
-    from lfwbench.results import results_json, write_predictions, write_results
+    from lfwbench.evaluation import files_read
+    from lfwbench.files import refuse_overwriting, write_texts
+    from lfwbench.results import predictions_csv, results_json
 
-    results = run_evaluation(model, **options)
+    inputs = given_inputs(models, embeddings, scores)
+    if len(inputs) != 1:
+        raise click.UsageError("give one input: --model, --embeddings or --scores (report compares several)")
+    root = optional_data_root(data)
+    scorers = open_inputs(inputs, root, options)
     to_stdout = out == Path("-")
+    files = {path: render for path, render in ((out, results_json), (predictions, predictions_csv)) if path}
+    files.pop(Path("-"), None)
+    refuse_overwriting(list(files), files_read(scorers, root, lists_read(options)))
+    (results,) = run_evaluations(scorers, root, options)
     echo_headline(results, err=to_stdout)  # stdout holds the JSON alone then
     if to_stdout:
-        click.echo(results_json(results))
-    elif out:
-        write_results(out, results)
-        click.echo(f"wrote {out}")
-    if predictions:
-        write_predictions(predictions, results)
-        click.echo(f"wrote {predictions}")
+        click.echo(results_json(results), nl=False)
+    write_texts({path: render(results) for path, render in files.items()})
+    for path in files:
+        click.echo(f"wrote {path}")
     check_gate([results.gate_value(gate)], fail_under)
 
 
-def report_path(results) -> Path:
-    """reports/<checkpoint-name>-<pair-list>.html, the checkpoint named by its run folder when it is best/last."""
-    model = Path(results.model.path)
-    name = f"{model.parent.name}-{model.stem}" if model.stem in ("best", "last") else model.stem
-    return Path("reports") / f"{name}-{Path(results.data.pair_list_name).stem}.html"
-
-
-def write_report_files(
-    results: list,
-    out: Path | None,
-    plotlyjs: str,
-    gallery: int,
-    fail_under: float | None,
-    gate: str,
-    inputs: tuple[Path, ...],
-    summary: Path | None = None,
-    latex: Path | None = None,
+def write_report_outputs(
+    results: list, files, plotlyjs: str, gallery: int, root: Path | None, fail_under, gate
 ) -> None:
-    """Write NAME.html and the results as NAME.json (NAME.1.json, ... for several models), then --fail-under.
+    """Show each headline, write the page and its results (all or none), then --fail-under."""
+    from lfwbench.report import write_report_files
 
-    None of these may be one of the `inputs` (results files, checkpoints): a report never replaces what it read."""
-    from lfwbench.files import refuse_overwriting, write_text
-    from lfwbench.report import summary_latex, summary_markdown, write_report
-    from lfwbench.results import write_results
-
-    out = out or report_path(results[0])
-    outputs = [out.with_suffix(".json") if len(results) == 1 else out.with_suffix(f".{n}.json") for n in results]
-    tables = {path: text for path, text in ((summary, summary_markdown), (latex, summary_latex)) if path}
-    refuse_overwriting([out, *outputs, *tables], inputs)
     for result in results:
         echo_headline(result)
-    for path, result in zip(outputs, results, strict=True):
-        write_results(path, result)
-    write_report(out, results, plotlyjs, gallery)
-    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    for path, table in tables.items():
-        write_text(path, table(results))
+    write_report_files(files, results, plotlyjs, gallery, root)
+    click.echo(f"wrote {files.html} ({files.html.stat().st_size / 1e6:.1f} MB)")
+    for path in files.all[1:]:
         click.echo(f"wrote {path}")
     check_gate([result.gate_value(gate) for result in results], fail_under)
 
@@ -700,19 +757,13 @@ report_options = [
 
 
 @main.command()
-@click.option(
-    "--model",
-    "models",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Checkpoint to evaluate; repeat to compare models side by side.",
-)
+@with_options([input_options(multiple=True)])
 @click.option(
     "--results",
     "results_files",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Render from saved results.json instead (no TensorFlow needed); repeatable.",
+    help="Render from saved results.json instead (no TensorFlow needed); repeatable, and mixes with the inputs.",
 )
 @click.option(
     "--crossval",
@@ -728,23 +779,34 @@ report_options = [
 @evaluation_options
 @with_options(report_options)
 @gate_options
-def report(models, results_files, crossval_dir, devtest, out, fail_under, gate, plotlyjs, gallery, summary, latex,
-           **options) -> None:  # fmt: skip
-    """Evaluate and write one self-contained HTML report (and its results JSON).
+def report(models, embeddings, scores, results_files, crossval_dir, devtest, out, fail_under, gate, plotlyjs, gallery,
+           summary, latex, data, **options) -> None:  # fmt: skip
+    """Evaluate and write one self-contained HTML report (and each input's results JSON).
 
-    Example: lfwbench report --model runs/quick/best.h5 --data ../shared/lfw
+    Several inputs of any kind (--model, --embeddings, --scores, --results) are compared side by side: one table,
+    overlaid ROC curves, McNemar's test between each two scored on the same pairs, the pairs they disagree on. Faces
+    are shown from the --data root only.
+
+    Example: lfwbench report --model runs/quick/best.h5 --embeddings other.npz --data ../shared/lfw
     """
+    from lfwbench.evaluation import files_read
+    from lfwbench.report import report_files
     from lfwbench.results import read_results
 
     if crossval_dir:
         crossval = write_crossval_page(crossval_dir, devtest, out, plotlyjs)
         check_gate([(crossval.summary["mean"], "View 2 mean accuracy over folds")], fail_under)
         return
-    if not models and not results_files:
-        raise click.UsageError("give --model CHECKPOINT, --results FILE or --crossval DIR")
+    inputs = given_inputs(models, embeddings, scores)
+    if not inputs and not results_files:
+        raise click.UsageError("give --model, --embeddings, --scores, --results FILE or --crossval DIR")
+    root = optional_data_root(data)
     results = [read_results(path) for path in results_files]
-    results += [run_evaluation(model, **options) for model in models]
-    write_report_files(results, out, plotlyjs, gallery, fail_under, gate, results_files + models, summary, latex)
+    scorers = open_inputs(inputs, root, options)
+    results += run_evaluations(scorers, root, options)
+    read = files_read(scorers, root, [*lists_read(options), *results_files])
+    files = report_files(results, out, summary, latex, read)
+    write_report_outputs(results, files, plotlyjs, gallery, root, fail_under, gate)
 
 
 def write_crossval_page(folder: Path, devtest: Path | None, out: Path | None, plotlyjs: str):
@@ -778,7 +840,9 @@ def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, 
     """
     from lfwbench.evaluation import evaluate as evaluate_model
     from lfwbench.images import resolve_data_root
-    from lfwbench.runs import BEST_H5, default_run_folder
+    from lfwbench.pairs import protocol_files
+    from lfwbench.report import report_files
+    from lfwbench.runs import BEST_H5, default_run_folder, run_files
     from lfwbench.training import train as train_run
 
     root = resolve_data_root(data)
@@ -789,7 +853,8 @@ def run(data, runs: Path, flip: bool, out, fail_under, gate, plotlyjs, gallery, 
     echo_summary(trained)
     checkpoint = trained.out_dir / BEST_H5
     results = evaluate_model(checkpoint, root, root / options["eval_list"], flip=flip, progress=not quiet())
-    write_report_files([results], out, plotlyjs, gallery, fail_under, gate, (checkpoint,), summary, latex)
+    files = report_files([results], out, summary, latex, run_files(checkpoint) + protocol_files(root))
+    write_report_outputs([results], files, plotlyjs, gallery, root, fail_under, gate)
 
 
 @main.command()

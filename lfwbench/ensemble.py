@@ -68,6 +68,9 @@ def write_ensemble(model_paths: Sequence[Path], out_dir: Path, overwrite: bool =
     if len(model_paths) < 2:
         raise LfwbenchError("an ensemble needs two or more checkpoints")
     paths = [Path(path) for path in model_paths]
+    inside = [path for path in paths if path.parent.resolve() == Path(out_dir).resolve()]
+    if inside:
+        raise LfwbenchError(f"{inside[0]}: a member lies in --out {out_dir}, which the ensemble would replace")
     members = [_member_run(path) for path in paths]
     first = members[0]
     for path, run in zip(paths[1:], members[1:], strict=True):

@@ -1,120 +1,109 @@
-"""`lfwbench evaluate`: score a pair list with a checkpoint and gather every figure and fact into Results."""
+"""`lfwbench evaluate`: score a pair list with any scorer, choose its threshold away from the scored pairs, and
+gather every figure and fact into Results."""
 
 from __future__ import annotations
 
 import datetime
-import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lfwbench.checkpoints import read_stamp
 from lfwbench.dataset import data_stats
-from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import file_digest
-from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
+from lfwbench.images import find_variant
 from lfwbench.machine import environment, library_versions
-from lfwbench.metrics import best_threshold, summarise, threshold_at_far, view2_folds
-from lfwbench.pairs import SAME, file_md5, load_pairs, people_of
-from lfwbench.presets import PRESETS
-from lfwbench.results import DataFacts, ModelFacts, PairRecord, Results, Settings
-from lfwbench.runs import Run, read_run
+from lfwbench.metrics import ThresholdSource, choose_threshold, summarise, verdicts, view2_folds
+from lfwbench.pairs import SAME, VIEW1_LISTS, Pair, PairList, file_md5, load_pairs, people_of, protocol_files
+from lfwbench.results import DataFacts, PairRecord, Results, Settings
+from lfwbench.scoring import ScoredPairs, Scorer, open_input
+
+TRAINING_SIDE = VIEW1_LISTS[0]  # where a View 1 threshold comes from for a model that brings no validation pairs
 
 
-@dataclass
-class Scorer:
-    """Scores pairs of loaded images and knows the model's facts, whichever engine runs the twin."""
-
-    score: Callable[[PairImages, bool], np.ndarray]
-    facts: dict
-    engine: str
-
-
-def _bundle_scorer(bundle: Bundle, batch_size: int, flip: bool) -> Scorer:
-    twin = LiteTwin(bundle.tflite, (batch_size, *bundle.facts["input_shape"]))
-
-    def score(pairs: PairImages, progress: bool) -> np.ndarray:
-        embeddings = embed_batches(twin, pairs.images, batch_size, flip, progress)
-        return head_scores(bundle.facts, embeddings, pairs.left, pairs.right)
-
-    facts = {**bundle.facts["model"], "input_shape": bundle.facts["input_shape"]}
-    return Scorer(score, facts, "int8 (TFLite weights, XNNPACK on the CPU)")
+def _both_classes(scored: ScoredPairs, name: str) -> None:
+    labels = {pair.label for pair in scored.pairs}
+    if len(labels) < 2:
+        raise LfwbenchError(
+            f"{name}: only {'same' if SAME in labels else 'different'}-person pairs are left to score "
+            "(--skip-missing left out the others); accuracy, ROC and thresholds need both"
+        )
 
 
-def prepare_scorer(
-    model_path: Path,
-    sha256: str,
-    engine: str,
-    preset: str | None,
-    batch_size: int,
-    flip: bool,
-    warn: Callable[[str], None] = lambda message: None,
-) -> Scorer:
-    """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
-
-    `auto` picks float32 Keras where an NVIDIA GPU is present or for a preset whose int8 verdicts were not shown to
-    agree with float32's (`Preset.int8_agrees`), else the int8 TFLite twin; a checkpoint converted for the
-    first time has its bundle stored in the cache, keyed by its sha256. A bundle that does not belong to the
-    checkpoint, or that fails to load, is passed over with a warning and rebuilt into the cache.
-    """
-    gpu = shutil.which("nvidia-smi") is not None
-    if engine == "auto":
-        known = PRESETS.get(preset or "")
-        engine = "float32" if gpu or (known is not None and not known.int8_agrees) else "int8"
-    cached = default_cache_dir() / f"twin-{sha256[:24]}"
-    if engine == "int8":
-        for stem in (model_path.with_suffix(""), cached):
-            bundle, problem = read_bundle(stem, sha256)
-            if problem:
-                warn(f"{problem}; ignored, the twin is converted again")
-            if bundle is not None:
-                try:
-                    return _bundle_scorer(bundle, batch_size, flip)
-                except (ValueError, RuntimeError) as error:
-                    warn(f"{bundle_files(stem)[0]}: unusable ({error}); ignored, the twin is converted again")
-    from lfwbench.checkpoints import load_model
-    from lfwbench.inference import export_bundle, keras_engine, model_facts, score_pairs
-
-    model = load_model(model_path)
-    preset = preset or model.name.removeprefix("siamese_")
-    if engine == "int8":
-        bundle = export_bundle(model, [sha256], preset)
-        write_bundle(cached, bundle)
-        return _bundle_scorer(bundle, batch_size, flip)
-    embed = keras_engine(model)
-
-    def score(pairs: PairImages, progress: bool) -> np.ndarray:
-        verbose = "auto" if progress else 0
-        return score_pairs(model, pairs.images, pairs.left, pairs.right, batch_size, flip, verbose, embed)
-
-    return Scorer(score, model_facts(model, preset), f"float32 (Keras on the {'GPU' if gpu else 'CPU'})")
+def labels_of(pairs: list[Pair]) -> np.ndarray:
+    return np.array([pair.label for pair in pairs], dtype=np.int8)
 
 
-def _validation_threshold(
-    run: Run | None, root: Path, image_dir: Path, spec: ImageSpec, threshold_from, score, far: float | None
-):
-    """The threshold chosen on validation pairs (`threshold_from`, else the run's held-out split): the one that
-    maximises accuracy there, or with `far` the lowest whose false accept rate there is at most `far`."""
+def _threshold_pairs(
+    scorer: Scorer, root: Path | None, scored_list: PairList, threshold_from: Path | None
+) -> tuple[list[Pair], str, str] | None:
+    """The pairs to choose the threshold on, the kind of source and a line naming them: `--threshold-from`, else
+    the run's validation pairs, else the training side of View 1; None when there are none."""
     if threshold_from is not None:
-        pairs, source = load_pairs(threshold_from).pairs, Path(threshold_from).name
-    else:
-        held_out = run.validation_pairs(root) if run is not None else None
-        if held_out is None:
+        return list(load_pairs(threshold_from).pairs), "list", Path(threshold_from).name
+    held_out = scorer.run.validation_pairs(root) if scorer.run is not None and root is not None else None
+    if held_out is not None:
+        return held_out[0], "validation", held_out[1]
+    training = root / TRAINING_SIDE if root is not None else None
+    if training is not None and training.is_file() and scored_list.name != TRAINING_SIDE:
+        return list(load_pairs(training).pairs), "protocol", f"{TRAINING_SIDE} (the training side of View 1)"
+    return None
+
+
+def _chosen_threshold(
+    scorer: Scorer,
+    root: Path | None,
+    scored_list: PairList,
+    threshold_from: Path | None,
+    far: float | None,
+    skip_missing: bool,
+    warnings: list[str],
+) -> tuple[float | None, ThresholdSource | None]:
+    """The operating threshold for a View 1 list (or one fold), and where it came from; (None, None) leaves a
+    probability at 0.5. Anything else without a source is one line saying what to give."""
+    kind = scorer.facts.score_kind
+    found = _threshold_pairs(scorer, root, scored_list, threshold_from)
+    if found is None:
+        if kind == "probability" and far is None:
             return None, None
-        pairs, source = held_out
-    loaded = load_pair_images(pairs, image_dir, spec, source, cache_dir=default_cache_dir(), progress=False)
-    scores = score(loaded, False)
-    chosen = threshold_at_far(loaded.labels, scores, far) if far else best_threshold(loaded.labels, scores)
-    return chosen, {"source": source, "pairs": len(loaded.pairs), "far": far}
+        raise LfwbenchError(
+            f"{scorer.facts.name}: no pairs to choose a threshold on for {scored_list.name}: give --threshold-from "
+            f"LIST (pairs of other people, such as {TRAINING_SIDE}), a --data root holding {TRAINING_SIDE}, or "
+            "score View 2 with --view2 pairs.txt (each fold's threshold from the other nine)"
+        )
+    pairs, source_kind, description = found
+    scored = scorer.score(pairs, description.split(" ")[0], skip_missing, False)
+    _both_classes(scored, description)
+    shared = people_of(scored.pairs) & scored_list.people
+    if shared and source_kind != "validation":
+        warnings.append(
+            f"the threshold was chosen on {description}, which shares {len(shared)} people with {scored_list.name}: "
+            "the figures at it are no clean test figures"
+        )
+    threshold = choose_threshold(labels_of(scored.pairs), scored.scores, kind, far)
+    return threshold, ThresholdSource(source_kind, description, len(scored.pairs), far)
+
+
+def _fold_thresholds(
+    labels: np.ndarray, scores: np.ndarray, folds: np.ndarray, kind: str, far: float | None
+) -> np.ndarray:
+    """Each pair's threshold: the one chosen on the other folds' pairs (LFW's View 2 protocol)."""
+    thresholds = np.empty(len(scores))
+    for fold in np.unique(folds):
+        inside = folds == fold
+        thresholds[inside] = choose_threshold(labels[~inside], scores[~inside], kind, far)
+    return thresholds
+
+
+def files_read(scorers: list[Scorer], root: Path | None, lists: list[Path | None]) -> list[Path]:
+    """Every file an evaluation reads: the inputs' own, the pair lists given, and the data root's lists."""
+    found = [path for scorer in scorers for path in scorer.inputs] + [path for path in lists if path is not None]
+    return found + (protocol_files(root) if root is not None else [])
 
 
 def evaluate(
-    model_path: Path,
-    root: Path,
+    model: Scorer | Path,
+    root: Path | None,
     pairs_path: Path | None = None,
     *,
     batch_size: int = 64,
@@ -129,110 +118,115 @@ def evaluate(
 ) -> Results:
     """Score every pair of `pairs_path` (default: pairsDevTest.txt in `root`) and compute all metrics.
 
-    The decision threshold is chosen on validation pairs, never on the evaluated ones; View 2 lists (several
-    folds) also get the 10-fold protocol; with `fold` only that fold of a View 2 list is scored (`crossval` scores
-    each fold's model so); `view2` refuses a list of one fold; `far` sets the operating point at that false accept
-    rate on the validation pairs instead of at their best accuracy. `engine`: see `prepare_scorer`.
+    `model` is a Scorer, or an lfwbench checkpoint opened with `engine`, `batch_size` and `flip`. The decision
+    threshold is never chosen on the scored pairs: it comes from `threshold_from`, else the run's validation pairs,
+    else the protocol's training side (pairsDevTrain.txt for a View 1 list; for a View 2 list each fold's threshold
+    from the other folds); `far` holds it to that false accept rate there instead of best accuracy. With `fold`
+    only that fold of a View 2 list is reported (`crossval` scores each fold's model so); `view2` refuses a list
+    of one fold. `root` may be None for precomputed inputs given their lists.
     """
     timings = {}
     started = time.perf_counter()
-    checkpoint_sha256 = file_digest(model_path)
-    run, notes = read_run(model_path, checkpoint_sha256)
-    options = run.options if run is not None else {}
-    stamp = read_stamp(model_path)
-    preset = options.get("preset") or (stamp.preset if stamp is not None else None)
-    scorer = prepare_scorer(model_path, checkpoint_sha256, engine, preset, batch_size, flip, notes.append)
-    size, _, channels = scorer.facts["input_shape"]
-    spec = stamp.spec if stamp is not None else run.image_spec if run is not None else ImageSpec(size, channels, 0)
+    scorer = (
+        open_input("model", model, root, engine=engine, batch_size=batch_size, flip=flip)
+        if isinstance(model, Path)
+        else model
+    )
+    kind = scorer.facts.score_kind
     timings["load_model"] = time.perf_counter() - started
 
     started = time.perf_counter()
+    if pairs_path is None and root is None:
+        raise LfwbenchError("no pair list: give --pairs FILE, --view2 pairs.txt or a --data root")
     pairs_path = Path(pairs_path or root / "pairsDevTest.txt")
     pair_list = load_pairs(pairs_path)
     if view2 and pair_list.folds < 2:
         raise LfwbenchError(
             f"{pair_list.name}: not a View 2 list (one fold, header '{pair_list.per_fold}'); use --pairs"
         )
-    pairs = [pair for pair in pair_list.pairs if pair.fold == fold - 1] if fold else list(pair_list.pairs)
-    if fold and not pairs:
+    if fold and fold > pair_list.folds:
         raise LfwbenchError(f"{pair_list.name}: no fold {fold} (it has {pair_list.folds})")
-    variant, image_dir = find_variant(root)
+    warnings = list(scorer.notes)
+    threshold, source = None, None
+    held_out = scorer.run is not None and root is not None and scorer.run.validation_pairs(root) is not None
+    per_fold = pair_list.folds > 1 and threshold_from is None and not held_out
+    wanted = [pair for pair in pair_list.pairs if per_fold or not fold or pair.fold == fold - 1]
     timings["parse"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    loaded = load_pair_images(
-        pairs, image_dir, spec, pair_list.name,
-        skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress,
-    )  # fmt: skip
-    timings["load_images"] = time.perf_counter() - started
-    if len(set(loaded.labels.tolist())) < 2:
-        raise LfwbenchError(
-            f"{pair_list.name}: only {'same' if loaded.labels[0] == SAME else 'different'}-person pairs are left to "
-            "score (--skip-missing left out the others); accuracy, ROC and thresholds need both"
-        )
-
-    started = time.perf_counter()
-    scores = scorer.score(loaded, progress)
+    scored = scorer.score(wanted, pair_list.name, skip_missing, progress)
+    _both_classes(scored, pair_list.name)
     timings["infer"] = time.perf_counter() - started
-    timings["images_per_second"] = len(loaded.paths) * (2 if flip else 1) / timings["infer"]
+    timings["images_per_second"] = scored.distinct_images * (2 if flip else 1) / max(timings["infer"], 1e-9)
 
     started = time.perf_counter()
-    threshold, threshold_source = _validation_threshold(run, root, image_dir, spec, threshold_from, scorer.score, far)
+    labels, scores = labels_of(scored.pairs), scored.scores
+    folds = np.array([pair.fold for pair in scored.pairs])
+    if per_fold:
+        threshold = _fold_thresholds(labels, scores, folds, kind, far)
+        others = f"the other {pair_list.folds - 1} folds of {pair_list.name}, each fold its own"
+        source = ThresholdSource("protocol", others, int(len(scores) * (pair_list.folds - 1) / pair_list.folds), far)
+    else:
+        threshold, source = _chosen_threshold(scorer, root, pair_list, threshold_from, far, skip_missing, warnings)
     timings["validation_threshold"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    labels = loaded.labels
-    metrics = summarise(labels, scores, threshold)
-    metrics.validation_threshold = threshold_source
-    metrics.warnings = notes + metrics.warnings
+    kept = folds == fold - 1 if fold else np.ones(len(scores), bool)
+    pairs = [pair for pair, keep in zip(scored.pairs, kept, strict=True) if keep]
+    labels, scores, folds = labels[kept], scores[kept], folds[kept]
+    if isinstance(threshold, np.ndarray):
+        threshold = threshold[kept]
+        if len(np.unique(threshold)) == 1:  # one fold of a View 2 list: one threshold
+            threshold = float(threshold[0])
+    metrics = summarise(labels, scores, threshold, kind)
+    metrics.threshold_source = source
+    if isinstance(threshold, np.ndarray):
+        metrics.fold_thresholds = [float(threshold[folds == k][0]) if (folds == k).any() else None
+                                   for k in range(pair_list.folds)]  # fmt: skip
+    metrics.warnings = warnings + metrics.warnings
     if pair_list.folds > 1 and not fold:
-        metrics.view2 = view2_folds(labels, scores, np.array([pair.fold for pair in loaded.pairs]))
+        metrics.view2 = view2_folds(labels, scores, folds, kind)
     timings["metrics"] = time.perf_counter() - started
 
-    evaluated_people = people_of(loaded.pairs)
-    overlap = sorted((run.training_people(root) if run is not None else set()) & evaluated_people)
-    leakage = {"checked": run is not None, "people_in_training_and_evaluation": len(overlap), "examples": overlap[:10]}
+    evaluated_people = people_of(pairs)
+    training_people = scorer.run.training_people(root) if scorer.run is not None and root is not None else None
+    overlap = sorted((training_people or set()) & evaluated_people)
+    leakage = {"checked": training_people is not None, "people_in_training_and_evaluation": len(overlap),
+               "examples": overlap[:10]}  # fmt: skip
     if overlap:
         metrics.warnings.append(f"leakage: {len(overlap)} people of {pair_list.name} were in the training lists")
 
-    decisive = metrics.operating_point.threshold
-    predicted = (scores >= decisive).astype(int)  # the operating point decides the verdicts, as in the headline
+    predicted = verdicts(scores, 0.5 if threshold is None else threshold, kind)
     records = [
-        PairRecord(
-            pair.name1, str(loaded.paths[i]), pair.name2, str(loaded.paths[j]), pair.fold + 1,
-            int(pair.label == SAME), float(score), int(guess), pair.line,
-        )
-        for pair, i, j, score, guess in zip(loaded.pairs, loaded.left, loaded.right, scores, predicted, strict=True)
+        PairRecord(pair.name1, pair.index1, pair.name2, pair.index2, pair.fold + 1, int(pair.label == SAME),
+                   float(score), int(guess), pair.line)
+        for pair, score, guess in zip(pairs, scores, predicted, strict=True)
     ]  # fmt: skip
+    options = scorer.run.options if scorer.run is not None else {}
+    variant = find_variant(root)[0] if root is not None else ""
+    split_seed = scorer.run.split_seed if scorer.run is not None else 0
     return Results(
-        model=ModelFacts(
-            name=model_path.stem
-            if model_path.stem not in ("best", "last")
-            else f"{model_path.parent.name}/{model_path.stem}",
-            path=str(model_path),
-            sha256=checkpoint_sha256,
-            preset=scorer.facts["preset"],
-            parameters=scorer.facts["parameters"],
-            twin_parameters=scorer.facts["twin_parameters"],
-            input_shape=list(spec.shape),
-            layers=scorer.facts["layers"],
-        ),
+        model=scorer.facts,
         data=DataFacts(
-            root=str(root.resolve()),
+            root=str(root.resolve()) if root is not None else "",
             variant=variant,
             pair_list=str(pairs_path),
             pair_list_name=pair_list.name,
             pair_list_md5=file_md5(pairs_path),
             folds=pair_list.folds,
             fold=fold,
-            distinct_images=len(loaded.paths),
-            skipped_pairs=[{"line": pair.line, "reason": reason} for pair, reason in loaded.skipped],
-            stats=data_stats(root, options.get("val_fraction", 0.2), run.split_seed if run is not None else 0),
+            distinct_images=scored.distinct_images,
+            skipped_pairs=[
+                {"line": pair.line, "reason": reason}
+                for pair, reason in scored.skipped
+                if not fold or pair.fold == fold - 1
+            ],
+            stats=data_stats(root, options.get("val_fraction", 0.2), split_seed) if root is not None else {},
         ),
         metrics=metrics,
         pairs=records,
-        settings=Settings(batch_size, flip, spec.crop, skip_missing, scorer.engine),
-        training=run.as_training() if run is not None else {},
+        settings=Settings(batch_size, flip, skip_missing),
+        training=scorer.run.as_training() if scorer.run is not None else {},
         leakage=leakage,
         timings=timings,
         versions=library_versions(),

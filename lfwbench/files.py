@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,12 +88,46 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def refuse_overwriting(outputs: list[Path], inputs: tuple[Path, ...] | list[Path]) -> None:
-    """Refuse, before anything is written, an output path that is one of the inputs (or the same file)."""
-    read = {Path(path).resolve() for path in inputs}
+def is_file_name(name: object) -> bool:
+    """A plain name of a file in its folder: never a path, never `.` or `..`."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and name not in (".", "..")
+        and not any(character in name for character in "/\\\0")
+    )
+
+
+def _identity(path: Path) -> object:
+    """What makes two paths one file: device and inode where it exists (a link, a hard link), else the path."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return Path(os.path.abspath(path))
+    return (status.st_dev, status.st_ino)
+
+
+def refuse_overwriting(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """Refuse, before anything is written, an output that is one of the inputs (the same file by any name) or that
+    another output of the same command names too."""
+    read = {_identity(Path(path)) for path in inputs}
+    written: dict[object, Path] = {}
     for output in outputs:
-        if Path(output).resolve() in read:
-            raise LfwbenchError(f"{output}: is also an input of this command; choose another --out")
+        key = _identity(Path(output))
+        if key in read:
+            raise LfwbenchError(f"{output}: is also an input of this command; choose another output path")
+        if key in written:
+            raise LfwbenchError(f"{output}: named for two outputs of this command ({written[key]}); give each its own")
+        written[key] = Path(output)
+
+
+def write_texts(outputs: dict[Path, str]) -> None:
+    """Write every output or none: each goes to a temporary sibling first, and all are renamed only once all are
+    written (a full disk midway leaves the old files, never some of the new)."""
+    with contextlib.ExitStack() as stack:
+        for path, text in outputs.items():
+            temporary = stack.enter_context(replacing(path))
+            temporary.write_text(text, encoding="utf-8")
 
 
 class FolderLock:

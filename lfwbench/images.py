@@ -54,6 +54,11 @@ class ImageSpec:
     def shape(self) -> tuple[int, int, int]:
         return (self.size, self.size, self.channels)
 
+    def describe(self) -> str:
+        """What the model is fed, in words: `64x64 grayscale, centre crop 128 of the 250x250 image`."""
+        crop = f"centre crop {self.crop} of the {LFW_SIDE}x{LFW_SIDE} image" if self.crop else "the whole image"
+        return f"{self.size}x{self.size} {'grayscale' if self.channels == 1 else 'RGB'}, {crop}"
+
 
 @dataclass
 class PairImages:

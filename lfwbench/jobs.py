@@ -220,7 +220,7 @@ def aggregate(config: TrainConfig, scored: list[Results], folds_total: int) -> C
                 run=str(Path(results.model.path).parent),
             )
         )
-        curves.append((np.array([p.label for p in results.pairs]), np.array([p.probability for p in results.pairs])))
+        curves.append((np.array([p.label for p in results.pairs]), np.array([p.score for p in results.pairs])))
     labels, scores = (np.concatenate([curve[i] for curve in curves]) for i in (0, 1))
     return Crossval(
         config=asdict(config),

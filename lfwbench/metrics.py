@@ -1,12 +1,15 @@
-"""Verification metrics on plain arrays (labels: SAME = 1, DIFFERENT = 0; scores: P(same)); no TensorFlow.
+"""Verification metrics on plain arrays (labels: SAME = 1, DIFFERENT = 0); no TensorFlow.
 
+Scores come in three kinds (`SCORE_KINDS`): a probability of 'same' in [0, 1], a similarity (higher: same), a
+distance (lower: same). The functions below the kinds work on scores where higher means same; `summarise` turns a
+distance around for them and every threshold it returns back, so figures are in the score's own units.
 scikit-learn computes the ROC and AUC; the rest is small NumPy that the tests check against scikit-learn.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.stats import binomtest, bootstrap, norm
@@ -14,8 +17,16 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from lfwbench.pairs import DIFFERENT, SAME
+from lfwbench.scoring import SCORE_KINDS
 
 EPSILON = 1e-7  # Keras's clip for binary cross-entropy
+
+
+def direction(kind: str) -> int:
+    """+1 where a higher score means 'same' (probability, similarity), -1 for a distance."""
+    if kind not in SCORE_KINDS:
+        raise ValueError(f"unknown score kind {kind!r}; one of {', '.join(SCORE_KINDS)}")
+    return -1 if kind == "distance" else 1
 
 
 @dataclass
@@ -28,7 +39,7 @@ class Interval:
 class Rates:
     """Figures at one threshold: the notebook's accuracy, TPR on 'same', TNR on 'different', and the rest."""
 
-    threshold: float
+    threshold: float | None  # in the score's own units; None where each View 2 fold has its own (View2Folds)
     accuracy: float
     tpr: float
     tnr: float
@@ -62,14 +73,18 @@ def _ratio(numerator: int, denominator: int) -> float:
 
 def rates_at(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> Rates:
     """Predict 'same' when score >= threshold, as the notebook did at 0.5, and count."""
-    labels = np.asarray(labels)
-    predicted = np.asarray(scores) >= threshold
+    return rates_of(labels, np.asarray(scores) >= threshold, float(threshold))
+
+
+def rates_of(labels: np.ndarray, predicted: np.ndarray, threshold: float | None) -> Rates:
+    """The figures of these verdicts ('same' where `predicted` is true), reached at `threshold`."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted, dtype=bool)
     same = labels == SAME
     tp, fn = int(np.sum(predicted & same)), int(np.sum(~predicted & same))
     tn, fp = int(np.sum(~predicted & ~same)), int(np.sum(predicted & ~same))
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     return Rates(
-        threshold=float(threshold),
+        threshold=threshold,
         accuracy=_ratio(tp + tn, len(labels)),
         tpr=recall,
         tnr=_ratio(tn, tn + fp),
@@ -109,10 +124,12 @@ def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((sorted_scores[best - 1] + sorted_scores[best]) / 2)
 
 
-def roc_points(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
-    """False and true positive rates at every threshold (scikit-learn's roc_curve)."""
+def roc_points(labels: np.ndarray, scores: np.ndarray, sign: int = 1) -> dict[str, list[float]]:
+    """False and true positive rates at every threshold (scikit-learn's roc_curve), the thresholds in the units of
+    `sign * scores` (the first, which accepts nothing, is the highest score: JSON holds no infinity)."""
     fpr, tpr, thresholds = roc_curve(labels, scores, pos_label=SAME, drop_intermediate=True)
-    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": np.minimum(thresholds, 1.0).tolist()}
+    thresholds = np.minimum(thresholds, np.max(scores))
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": (sign * thresholds).tolist()}
 
 
 def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -182,7 +199,7 @@ class Curves:
     eer_ci: Interval
     tar_at_far: dict[str, TarAtFar]
     det: dict[str, list[float]]
-    calibration: dict[str, list[float]]
+    calibration: dict[str, list[float]] | None  # probabilities only
 
 
 @dataclass
@@ -196,14 +213,30 @@ class View2Folds:
     standard_error: float
 
 
+THRESHOLD_SOURCES = ("validation", "list", "protocol")  # a run's held-out pairs, --threshold-from, the training side
+
+
+@dataclass
+class ThresholdSource:
+    """Where the operating threshold was chosen: the kind of source, a line naming the pairs, how many, and the
+    false accept rate it was held to (None: best accuracy)."""
+
+    kind: str
+    description: str
+    pairs: int
+    far: float | None = None
+
+
 @dataclass
 class Metrics:
-    """Every figure of one model on one pair list. `at_validation_threshold` is the operating point when a run
-    stored validation pairs; `oracle_best_on_test` peeks at the test labels and is labelled so."""
+    """Every figure of one model on one pair list. `at_threshold` is the operating point where a threshold was
+    chosen away from these pairs (`threshold_source` says where); `oracle_best_on_test` peeks at the test labels and
+    is labelled so."""
 
     pairs: int
-    loss: float
-    at_half: Rates
+    score_kind: str
+    loss: float | None  # binary cross-entropy: probabilities only
+    at_half: Rates | None  # probabilities only
     auc: float
     eer: float
     curves: Curves
@@ -211,19 +244,26 @@ class Metrics:
     threshold_curve: dict[str, list[float]]
     oracle_best_on_test: Rates
     warnings: list[str]
-    at_validation_threshold: Rates | None = None
-    validation_threshold: dict | None = None
+    at_threshold: Rates | None = None
+    threshold_source: ThresholdSource | None = None
+    fold_thresholds: list[float | None] | None = (
+        None  # each View 2 fold's operating threshold, where each fold has its own
+    )
     view2: View2Folds | None = None
 
     @property
     def operating_point(self) -> Rates:
-        """The rates at the threshold that decides: the one chosen on validation pairs, else 0.5."""
-        return self.at_validation_threshold or self.at_half
+        """The rates at the threshold that decides: the one chosen away from these pairs, else a probability's 0.5."""
+        point = self.at_threshold or self.at_half
+        if point is None:
+            raise ValueError("no operating point: no threshold was chosen and the scores are not probabilities")
+        return point
 
 
-def operating_curves(labels: np.ndarray, scores: np.ndarray) -> Curves:
+def operating_curves(labels: np.ndarray, scores: np.ndarray, probabilities: bool = True) -> Curves:
     """Bootstrap intervals of AUC, EER and TAR at each FAR the different-person pairs allow (at least 1/FAR of
-    them, else None and how many it needs); the DET curve on normal-deviate axes; the reliability diagram."""
+    them, else None and how many it needs); the DET curve on normal-deviate axes; for probabilities, the
+    reliability diagram. `scores`: higher means same."""
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     different = int((labels == DIFFERENT).sum())
     tar = {}
@@ -236,21 +276,27 @@ def operating_curves(labels: np.ndarray, scores: np.ndarray) -> Curves:
             tar[key] = TarAtFar(None, needs_different_pairs=needed)
     fpr, tpr, _ = roc_curve(labels, scores, pos_label=SAME)
     inside = (fpr > 0) & (fpr < 1) & (tpr > 0) & (tpr < 1)  # the probit of 0 or 1 is infinite
-    predicted, observed = calibration_curve(labels == SAME, scores, n_bins=10, strategy="uniform")
-    counts = np.histogram(scores, bins=np.linspace(0, 1, 11))[0]
+    calibration = None
+    if probabilities:
+        predicted, observed = calibration_curve(labels == SAME, scores, n_bins=10, strategy="uniform")
+        counts = np.histogram(scores, bins=np.linspace(0, 1, 11))[0]
+        calibration = {"predicted": predicted.tolist(), "observed": observed.tolist(), "pairs_per_bin": counts.tolist()}
     return Curves(
         auc_ci=bootstrap_interval(_auc, labels, scores),
         eer_ci=bootstrap_interval(equal_error_rate, labels, scores),
         tar_at_far=tar,
         det={"fpr_probit": norm.ppf(fpr[inside]).tolist(), "fnr_probit": norm.ppf(1 - tpr[inside]).tolist()},
-        calibration={"predicted": predicted.tolist(), "observed": observed.tolist(), "pairs_per_bin": counts.tolist()},
+        calibration=calibration,
     )
 
 
-def threshold_curve(labels: np.ndarray, scores: np.ndarray, points: int = 101) -> dict[str, list[float]]:
-    """Accuracy, TPR and TNR against the threshold, for the report's curve."""
-    thresholds = np.linspace(0, 1, points)
-    predicted = np.asarray(scores)[None, :] >= thresholds[:, None]
+def threshold_curve(labels: np.ndarray, scores: np.ndarray, kind: str, points: int = 101) -> dict[str, list[float]]:
+    """Accuracy, TPR and TNR against the threshold in the score's own units (0-1 for probabilities, else the
+    scores' range), for the report's curve."""
+    scores, sign = np.asarray(scores, dtype=np.float64), direction(kind)
+    low, high = (0.0, 1.0) if kind == "probability" else (float(scores.min()), float(scores.max()))
+    thresholds = np.linspace(low, high, points)
+    predicted = sign * scores[None, :] >= sign * thresholds[:, None]
     same = np.asarray(labels) == SAME
     tpr = (predicted & same).sum(1) / max(same.sum(), 1)
     tnr = (~predicted & ~same).sum(1) / max((~same).sum(), 1)
@@ -266,22 +312,27 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, flo
     return {"only_first_correct": only_a, "only_second_correct": only_b, "p_value": float(p)}
 
 
-def view2_folds(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> View2Folds:
+def view2_folds(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray, kind: str = "probability") -> View2Folds:
     """LFW View 2: for each fold, the threshold best on the other folds, applied to it.
 
-    Returns per-fold accuracies, their mean, the standard deviation (ddof=1) and the standard error of the
-    mean (std / sqrt(folds)), which the LFW results page reports.
+    Returns per-fold accuracies, the thresholds (in the score's own units), their mean, the standard deviation
+    (ddof=1) and the standard error of the mean (std / sqrt(folds)), which the LFW results page reports.
     """
-    labels, scores, folds = np.asarray(labels), np.asarray(scores), np.asarray(folds)
+    sign = direction(kind)
+    labels, scores, folds = np.asarray(labels), sign * np.asarray(scores, dtype=np.float64), np.asarray(folds)
     accuracies, thresholds = [], []
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
         threshold = best_threshold(labels[train], scores[train])
-        thresholds.append(threshold)
+        thresholds.append(sign * threshold)
         accuracies.append(rates_at(labels[test], scores[test], threshold).accuracy)
     accuracies_array = np.array(accuracies)
     std = float(accuracies_array.std(ddof=1)) if len(accuracies) > 1 else 0.0
     return View2Folds(accuracies, thresholds, float(accuracies_array.mean()), std, std / math.sqrt(len(accuracies)))
+
+
+def threshold_label(threshold: float | None) -> str:
+    return "each fold's threshold" if threshold is None else f"threshold {threshold:.4g}"
 
 
 def degenerate_warning(rates: Rates) -> str | None:
@@ -289,32 +340,59 @@ def degenerate_warning(rates: Rates) -> str | None:
     low, high = sorted([rates.tpr, rates.tnr])
     if low < 0.1 and high > 0.5 or high > 0.98 and low < 0.6:
         return (
-            f"degenerate predictor at threshold {rates.threshold:.3f}: TPR {rates.tpr:.3f}, TNR {rates.tnr:.3f} "
+            f"degenerate predictor at {threshold_label(rates.threshold)}: TPR {rates.tpr:.3f}, TNR {rates.tnr:.3f} "
             "(it answers one class almost always)"
         )
     return None
 
 
-def summarise(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> Metrics:
-    """Every figure of a verification study on one list of pairs.
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, kind: str, far: float | None = None) -> float:
+    """The threshold, in the score's own units, of best accuracy on these pairs, or with `far` the most accepting
+    one whose false accept rate on them is at most `far`."""
+    sign = direction(kind)
+    oriented = sign * np.asarray(scores, dtype=np.float64)
+    return sign * (threshold_at_far(labels, oriented, far) if far else best_threshold(labels, oriented))
 
-    `threshold` is one chosen elsewhere (on validation pairs); the test set's own best threshold appears only
-    as `oracle_best_on_test`, labelled so.
+
+def verdicts(scores: np.ndarray, thresholds: float | np.ndarray, kind: str) -> np.ndarray:
+    """'Same' where a score is on the same side of its threshold as same-person pairs are (a distance below it)."""
+    sign = direction(kind)
+    return sign * np.asarray(scores, dtype=np.float64) >= sign * np.asarray(thresholds, dtype=np.float64)
+
+
+def summarise(
+    labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray | None = None, kind: str = "probability"
+) -> Metrics:
+    """Every figure of a verification study on one list of pairs, thresholds in the score's own units.
+
+    `threshold` is one chosen elsewhere (on validation pairs), or one per pair (each View 2 fold's, chosen on the
+    other folds); the test set's own best threshold appears only as `oracle_best_on_test`, labelled so. Loss, the
+    rates at 0.5 and calibration exist for probabilities only.
     """
+    sign = direction(kind)
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    at_half = rates_at(labels, scores, 0.5)
+    oriented = sign * scores
+    probabilities = kind == "probability"
+    at_half = rates_at(labels, scores, 0.5) if probabilities else None
+    best = rates_at(labels, oriented, best_threshold(labels, oriented))
+    operating = None
+    if threshold is not None:
+        single = np.ndim(threshold) == 0
+        operating = rates_of(labels, verdicts(scores, threshold, kind), float(threshold) if single else None)
+    point = operating or at_half
     return Metrics(
         pairs=int(len(labels)),
-        loss=binary_cross_entropy(labels, scores),
+        score_kind=kind,
+        loss=binary_cross_entropy(labels, scores) if probabilities else None,
         at_half=at_half,
-        auc=_auc(labels, scores),
-        eer=equal_error_rate(labels, scores),
-        curves=operating_curves(labels, scores),
-        roc=roc_points(labels, scores),
-        threshold_curve=threshold_curve(labels, scores),
-        oracle_best_on_test=rates_at(labels, scores, best_threshold(labels, scores)),
-        warnings=[w for w in [degenerate_warning(at_half)] if w],
-        at_validation_threshold=None if threshold is None else rates_at(labels, scores, threshold),
+        auc=_auc(labels, oriented),
+        eer=equal_error_rate(labels, oriented),
+        curves=operating_curves(labels, oriented, probabilities),
+        roc=roc_points(labels, oriented, sign),
+        threshold_curve=threshold_curve(labels, scores, kind),
+        oracle_best_on_test=replace(best, threshold=sign * best.threshold),
+        warnings=[w for w in [degenerate_warning(point) if point else None] if w],
+        at_threshold=operating,
     )
 
 

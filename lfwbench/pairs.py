@@ -16,6 +16,12 @@ DIFFERENT = 0
 VIEW1_LISTS = ("pairsDevTrain.txt", "pairsDevTest.txt")
 VIEW2_LIST = "pairs.txt"
 VIEW2_PEOPLE = "people.txt"
+PROTOCOL_FILES = (*VIEW1_LISTS, "peopleDevTrain.txt", "peopleDevTest.txt", VIEW2_LIST, VIEW2_PEOPLE, "lfw-names.txt")
+
+
+def protocol_files(root: Path) -> list[Path]:
+    """The lists of a data root that lfwbench reads (which no output may replace)."""
+    return [root / name for name in PROTOCOL_FILES if (root / name).is_file()]
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def file_md5(path: str | Path) -> str:
     return file_digest(path, "md5")
 
 
-def _check_name(path: Path, line: int, name: str) -> str:
+def check_name(path: Path, line: int, name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name:
         raise PairListError(path, line, f"expected a person's folder name, got {name!r}")
     return name
@@ -72,7 +78,7 @@ def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def _check_index(path: Path, line: int, text: str) -> int:
+def check_index(path: Path, line: int, text: str) -> int:
     if not _is_number(text) or int(text) < 1:
         raise PairListError(path, line, f"expected a positive image number, got {text!r}")
     return int(text)
@@ -116,10 +122,10 @@ def _parse_pair(path: Path, line: int, text: str, fold: int) -> Pair:
     else:
         raise PairListError(path, line, f"expected 'name i j' or 'name1 i name2 j', got {len(fields)} fields")
     return Pair(
-        _check_name(path, line, name1),
-        _check_index(path, line, i),
-        _check_name(path, line, name2),
-        _check_index(path, line, j),
+        check_name(path, line, name1),
+        check_index(path, line, i),
+        check_name(path, line, name2),
+        check_index(path, line, j),
         label,
         fold,
         line,
@@ -175,7 +181,7 @@ def load_people(path: str | Path) -> list[list[tuple[str, int]]]:
             fields = lines[line].split() if line < len(lines) else []
             if len(fields) != 2:
                 raise PairListError(path, line + 1, f"expected 'name n_images', got {len(fields)} fields")
-            block.append((_check_name(path, line + 1, fields[0]), _check_index(path, line + 1, fields[1])))
+            block.append((check_name(path, line + 1, fields[0]), check_index(path, line + 1, fields[1])))
         result.append(block)
         cursor += count
     if cursor != len(lines):

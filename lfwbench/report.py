@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -23,10 +24,10 @@ from scipy.stats import norm
 
 from lfwbench import __version__
 from lfwbench.errors import ImageError
-from lfwbench.files import write_text
-from lfwbench.images import ImageSpec, decode_image
-from lfwbench.metrics import mcnemar_exact
-from lfwbench.results import Crossval, PairRecord, Results
+from lfwbench.files import is_file_name, refuse_overwriting, write_text, write_texts
+from lfwbench.images import ImageSpec, decode_image, find_variant, image_path
+from lfwbench.metrics import mcnemar_exact, threshold_label
+from lfwbench.results import Crossval, PairRecord, Results, results_json
 
 THUMBNAIL_SIDE = 88
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -64,13 +65,13 @@ def figure_html(figure: go.Figure, div_id: str) -> Markup:
     return Markup(html)
 
 
-def thumbnail(path: str, root: Path | None, side: int = THUMBNAIL_SIDE) -> str:
+def thumbnail(path: str | Path, root: Path | None, side: int = THUMBNAIL_SIDE) -> str:
     """A small JPEG of the face as a data URI; an empty string when the file is gone, unusable, or outside the data
-    root (a results.json names its image paths, and a report must not embed just any file it names)."""
+    root (a report embeds only images of the data root it was given, never just any file a results file names)."""
     try:
         inside = root is not None and Path(path).resolve().is_relative_to(root.resolve())
         image = decode_image(path, ImageSpec(side, 3)) if inside else None
-    except ImageError:
+    except (ImageError, OSError):
         image = None
     if image is None:
         return ""
@@ -90,29 +91,37 @@ def _balanced(pairs: list[PairRecord], count: int) -> list[PairRecord]:
 def gallery_sections(results: Results, count: int) -> list[tuple[str, str, list[PairRecord]]]:
     """Most confident mistakes, then borderline pairs, then confident correct ones, both classes in each; right and
     wrong, near and far, at the operating point."""
-    threshold = results.operating_point.threshold
-    margin = lambda pair: abs(pair.probability - threshold)  # noqa: E731
+    margin = lambda pair: abs(results.margin(pair))  # noqa: E731
     wrong = sorted((p for p in results.pairs if not p.correct), key=margin, reverse=True)
     right = sorted((p for p in results.pairs if p.correct), key=margin, reverse=True)
     borderline = sorted(results.pairs, key=margin)
+    threshold = results.operating_point.threshold
+    near = "each fold's threshold" if threshold is None else f"{threshold:.4g}"
     return [
         ("mistakes", "Most confident mistakes", _balanced(wrong, count)),
-        ("borderline", f"Borderline pairs (probability near {threshold:.3f})", _balanced(borderline, count)),
+        ("borderline", f"Borderline pairs (score near {near})", _balanced(borderline, count)),
         ("correct", "Confident correct pairs", _balanced(right, count)),
     ]
 
 
-def data_root(result: Results) -> Path | None:
-    return Path(result.data.root) if result.data.root else None
+class Thumbnails:
+    """Faces for the gallery, each encoded once, read only from the image folder of the data root given on the
+    command line: a pair's names and numbers locate its images there (names are plain folder names)."""
+
+    def __init__(self, root: Path | None):
+        self.image_dir = find_variant(root)[1] if root is not None else None
+        self.encoded: dict[tuple[str, int], str] = {}
+
+    def __call__(self, name: str, index: int) -> str:
+        if self.image_dir is None or not is_file_name(name):
+            return ""
+        if (name, index) not in self.encoded:
+            self.encoded[name, index] = thumbnail(image_path(self.image_dir, name, index), self.image_dir)
+        return self.encoded[name, index]
 
 
-def _cards(pairs: list[PairRecord], root: Path | None, cache: dict[str, str]) -> list[Card]:
-    """Cards for the pairs, each face encoded once however many cards show it."""
-    for pair in pairs:
-        for path in (pair.image1, pair.image2):
-            if path not in cache:
-                cache[path] = thumbnail(path, root)
-    return [Card(pair, cache[pair.image1], cache[pair.image2]) for pair in pairs]
+def _cards(pairs: list[PairRecord], thumbnails: Thumbnails) -> list[Card]:
+    return [Card(pair, thumbnails(pair.name1, pair.image1), thumbnails(pair.name2, pair.image2)) for pair in pairs]
 
 
 def training_figure(results: list[Results]) -> go.Figure | None:
@@ -151,13 +160,14 @@ def roc_figure(results: list[Results]) -> go.Figure:
                 hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
             )
         )  # fmt: skip
-        for point, symbol in ((result.metrics.at_half, "circle"), (result.metrics.at_validation_threshold, "diamond")):
+        points = ((result.metrics.at_half, "circle", "0.5"), (result.metrics.at_threshold, "diamond", "operating"))
+        for point, symbol, which in points:
             if point is not None:
                 figure.add_trace(
                     go.Scatter(
                         x=[1 - point.tnr], y=[point.tpr], mode="markers", showlegend=True,
                         marker={"color": colour, "size": 11, "symbol": symbol},
-                        name=f"{result.name} threshold {point.threshold:.3f}",
+                        name=f"{result.name} {which} ({threshold_label(point.threshold)})",
                     )
                 )  # fmt: skip
     figure.update_xaxes(title_text="false positive rate (different pairs called same)", range=[0, 1])
@@ -181,9 +191,12 @@ def det_figure(results: list[Results]) -> go.Figure:
     return figure
 
 
-def calibration_figure(result: Results) -> go.Figure:
-    """Reliability diagram: in each band of predicted P(same), the share of pairs that are the same person."""
+def calibration_figure(result: Results) -> go.Figure | None:
+    """Reliability diagram: in each band of predicted P(same), the share of pairs that are the same person (only
+    probabilities have one)."""
     calibration = result.metrics.curves.calibration
+    if calibration is None:
+        return None
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="calibrated", line={"color": "#bbb", "dash": "dot"}))
     figure.add_trace(
@@ -195,23 +208,34 @@ def calibration_figure(result: Results) -> go.Figure:
     return figure
 
 
+def score_axis(result: Results) -> dict:
+    """The x axis of a figure over scores: 0-1 for a probability, the scores' own range otherwise."""
+    kind = result.model.score_kind
+    if kind == "probability":
+        return {"title_text": "probability of 'same'", "range": [0, 1]}
+    return {"title_text": f"{kind} ({'lower' if kind == 'distance' else 'higher'} means same)"}
+
+
 def distribution_figure(result: Results) -> go.Figure:
+    probabilities = result.model.score_kind == "probability"
     figure = go.Figure()
     for label, name, colour in ((1, "same person", SAME_COLOUR), (0, "different people", DIFFERENT_COLOUR)):
-        scores = [p.probability for p in result.pairs if p.label == label]
-        figure.add_trace(go.Histogram(x=scores, name=name, marker_color=colour, opacity=0.65, xbins={"size": 0.025}))
-    figure.add_vline(x=0.5, line_dash="dash", annotation_text="0.5")
-    if result.metrics.at_validation_threshold is not None:
-        threshold = result.metrics.at_validation_threshold.threshold
+        scores = [p.score for p in result.pairs if p.label == label]
+        bins = {"xbins": {"size": 0.025}} if probabilities else {"nbinsx": 60}
+        figure.add_trace(go.Histogram(x=scores, name=name, marker_color=colour, opacity=0.65, **bins))
+    if probabilities:
+        figure.add_vline(x=0.5, line_dash="dash", annotation_text="0.5")
+    point = result.metrics.at_threshold
+    if point is not None and point.threshold is not None:
         figure.add_vline(
-            x=threshold,
+            x=point.threshold,
             line_dash="dot",
             line_color="#555",
-            annotation_text=f"validation {threshold:.3f}",
+            annotation_text=f"operating {point.threshold:.4g}",
             annotation_position="bottom right",
         )
     figure.update_layout(barmode="overlay")
-    figure.update_xaxes(title_text="probability of 'same'", range=[0, 1])
+    figure.update_xaxes(**score_axis(result))
     figure.update_yaxes(title_text="pairs")
     return figure
 
@@ -222,7 +246,7 @@ def threshold_figure(result: Results) -> go.Figure:
     for key, name, colour in (("accuracy", "accuracy", "#264653"), ("tpr", "TPR (same)", SAME_COLOUR),
                               ("tnr", "TNR (different)", DIFFERENT_COLOUR)):  # fmt: skip
         figure.add_trace(go.Scatter(x=curve["threshold"], y=curve[key], name=name, line={"color": colour}))
-    figure.update_xaxes(title_text="threshold on the probability of 'same'")
+    figure.update_xaxes(title_text="threshold on the " + score_axis(result)["title_text"])
     figure.update_yaxes(range=[0, 1.01])
     return figure
 
@@ -261,23 +285,23 @@ def same_pairs(results: list[Results]) -> bool:
     )
 
 
-def disagreement_cards(results: list[Results], count: int, thumbnails: dict[str, str]) -> list[Card]:
+def disagreement_cards(results: list[Results], count: int, thumbnails: Thumbnails) -> list[Card]:
     """Pairs on which the models' verdicts differ, those they disagree on most first (the widest spread of their
     margins from their own thresholds), balanced over same and different; each card gives every model's verdict."""
     if not same_pairs(results):
         return []
-    margins = np.array([[p.probability - r.operating_point.threshold for p in r.pairs] for r in results])
+    margins = np.array([[r.margin(p) for p in r.pairs] for r in results])
     verdicts = np.array([[p.predicted for p in r.pairs] for r in results])
     split = np.flatnonzero(verdicts.min(0) != verdicts.max(0))
     spread = margins.max(0) - margins.min(0)
     ranked = [results[0].pairs[k] for k in split[np.argsort(-spread[split], kind="stable")]]
     chosen = _balanced(ranked, count)
     index = {id(pair): k for k, pair in enumerate(results[0].pairs)}
-    cards = _cards(chosen, data_root(results[0]), thumbnails)
+    cards = _cards(chosen, thumbnails)
     for card in cards:
         k = index[id(card.pair)]
         card.note = "; ".join(
-            f"{r.name}: {r.pairs[k].probability:.3f}, {'same' if r.pairs[k].predicted else 'different'} "
+            f"{r.name}: {r.pairs[k].score:.4g}, {'same' if r.pairs[k].predicted else 'different'} "
             f"{'✓' if r.pairs[k].correct else '✗'}"
             for r in results
         )
@@ -338,9 +362,10 @@ def write_crossval_report(
     return Path(path)
 
 
-def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int = 10) -> str:
-    """The report of one or several evaluations of the same pair list, as one HTML string."""
-    thumbnails: dict[str, str] = {}
+def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int = 10, root: Path | None = None) -> str:
+    """The report of one or several evaluations, as one HTML string; the gallery shows faces from `root`'s images
+    only (without one, names and scores)."""
+    thumbnails = Thumbnails(root)
     figures = {}
     training = training_figure(results)
     if training is not None:
@@ -349,6 +374,7 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
     figures["det"] = figure_html(det_figure(results), "fig-det")
     models = []
     for index, result in enumerate(results):
+        calibration = calibration_figure(result)
         models.append(
             {
                 "result": result,
@@ -356,10 +382,9 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
                 "distribution": figure_html(distribution_figure(result), f"fig-distribution-{index + 1}"),
                 "thresholds": figure_html(threshold_figure(result), f"fig-thresholds-{index + 1}"),
                 "confusion": figure_html(confusion_figure(result), f"fig-confusion-{index + 1}"),
-                "calibration": figure_html(calibration_figure(result), f"fig-calibration-{index + 1}"),
+                "calibration": figure_html(calibration, f"fig-calibration-{index + 1}") if calibration else None,
                 "gallery": [
-                    (key, title, _cards(pairs, data_root(result), thumbnails))
-                    for key, title, pairs in gallery_sections(result, gallery)
+                    (key, title, _cards(pairs, thumbnails)) for key, title, pairs in gallery_sections(result, gallery)
                 ],
                 "training_seconds": sum(row.get("seconds", 0) for row in result.training.get("history", [])),
             }
@@ -373,6 +398,7 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
         figures=figures,
         comparisons=comparisons(results) if len(results) > 1 else [],
         disagreements=disagreements,
+        pictures=thumbnails.image_dir is not None,
         stats=results[0].data.stats,
         css=Markup((files("lfwbench.templates") / "report.css").read_text(encoding="utf-8")),
         plotly_script=script,
@@ -380,11 +406,63 @@ def render_report(results: list[Results], plotlyjs: str = "inline", gallery: int
     )
 
 
-def write_report(path: str | Path, results: list[Results], plotlyjs: str = "inline", gallery: int = 10) -> Path:
+def write_report(
+    path: str | Path, results: list[Results], plotlyjs: str = "inline", gallery: int = 10, root: Path | None = None
+) -> Path:
     """Render and write the report atomically (temporary file, then rename): never a half-written page."""
-    html = render_report(results, plotlyjs, gallery)
-    write_text(path, html)
+    write_text(path, render_report(results, plotlyjs, gallery, root))
     return Path(path)
+
+
+REPORTS = Path("reports")  # where a report goes when no --out is given
+
+
+def slug(text: str) -> str:
+    """A name fit for a file name: letters, digits, `.`, `_` and `-`; anything else becomes `-`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:80] or "report"
+
+
+@dataclass
+class ReportFiles:
+    """Where one report goes: the page, each input's results beside it, and the tables asked for."""
+
+    html: Path
+    results: list[Path]
+    summary: Path | None = None
+    latex: Path | None = None
+
+    @property
+    def all(self) -> list[Path]:
+        return [self.html, *self.results, *(path for path in (self.summary, self.latex) if path)]
+
+
+def report_files(
+    results: list[Results], out: Path | None, summary: Path | None, latex: Path | None, inputs: list[Path]
+) -> ReportFiles:
+    """NAME.html with NAME.json beside it (NAME.1.json, NAME.2.json, ... for several inputs); by default
+    reports/<input>-<list>.html, or reports/comparison-<list>.html for several. Refused, before anything is written,
+    where an output would replace one of `inputs` or another output."""
+    scored_on = slug(Path(results[0].data.pair_list_name).stem)
+    name = slug(results[0].name.replace("/", "-")) if len(results) == 1 else "comparison"
+    html = out or REPORTS / f"{name}-{scored_on}.html"
+    json_files = [html.with_suffix(".json")] if len(results) == 1 else [
+        html.with_suffix(f".{n}.json") for n in range(1, len(results) + 1)
+    ]  # fmt: skip
+    files = ReportFiles(html, json_files, summary, latex)
+    refuse_overwriting(files.all, inputs)
+    return files
+
+
+def write_report_files(
+    files: ReportFiles, results: list[Results], plotlyjs: str = "inline", gallery: int = 10, root: Path | None = None
+) -> None:
+    """Render the page, the results and the tables, then write them all or none."""
+    texts = {files.html: render_report(results, plotlyjs, gallery, root)}
+    texts |= {path: results_json(result) for path, result in zip(files.results, results, strict=True)}
+    for path, table in ((files.summary, summary_markdown), (files.latex, summary_latex)):
+        if path:
+            texts[path] = table(results)
+    write_texts(texts)
 
 
 SUMMARY_COLUMNS = ("model", "scored on", "pairs", "accuracy (95% CI)", "threshold", "TPR", "TNR", "AUC (95% CI)",
@@ -402,8 +480,8 @@ def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
         listed = r.data.scored_on
         rows.append((
             r.name, listed, str(m.pairs), accuracy,
-            f"{point.threshold:.3f}", f"{100 * point.tpr:.1f}%", f"{100 * point.tnr:.1f}%", auc,
-            f"{100 * m.eer:.1f}%", r.settings.engine,
+            "per fold" if point.threshold is None else f"{point.threshold:.4g}", f"{100 * point.tpr:.1f}%",
+            f"{100 * point.tnr:.1f}%", auc, f"{100 * m.eer:.1f}%", r.model.engine,
         ))  # fmt: skip
     return rows
 

@@ -3,6 +3,8 @@ round-trip through JSON (dacite rebuilds them, checking every field's type)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,25 +14,27 @@ import dacite
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import write_csv, write_json
 from lfwbench.machine import Environment
-from lfwbench.metrics import Metrics, Rates
+from lfwbench.metrics import Metrics, Rates, direction
 
-SCHEMA_VERSION = 2  # 2: typed metrics (at_half, curves with intervals); version 1 files are refused, re-run evaluate
+SCHEMA_VERSION = 3  # 3: any input and kind of score (ModelFacts.kind, score_kind), pairs by image number; older: re-run
 CROSSVAL_SCHEMA = 1
 GATES = ("accuracy", "auc", "view2")  # what --fail-under may gate; accuracy is at the operating point
-PREDICTION_COLUMNS = ("name1", "image1", "name2", "image2", "fold", "label", "probability", "predicted")
+# the --predictions CSV: its first five columns are those of a --scores file, so it reads back as one
+PREDICTION_COLUMNS = ("name1", "image1", "name2", "image2", "score", "fold", "label", "predicted")
 
 
 @dataclass
 class PairRecord:
-    """One scored pair; `label` and `predicted` are 1 for the same person, 0 for different people."""
+    """One scored pair, its images numbered as in the pair list; `label` and `predicted` are 1 for the same person,
+    0 for different people; `score` is in the input's own units (ModelFacts.score_kind)."""
 
     name1: str
-    image1: str
+    image1: int
     name2: str
-    image2: str
+    image2: int
     fold: int
     label: int
-    probability: float
+    score: float
     predicted: int
     line: int
 
@@ -41,16 +45,23 @@ class PairRecord:
 
 @dataclass
 class ModelFacts:
-    """The scored checkpoint: where it is, its sha256, its preset and shape, its layers."""
+    """What was scored: the kind of input and its file (sha256), the kind of score it gives, how pairs were compared
+    (`metric`, for embeddings), what images were fed (`preprocessing`; None where another program computed them),
+    what ran it; for a Keras model its preset, parameters and layers."""
 
     name: str
+    kind: str
     path: str
     sha256: str
-    preset: str
-    parameters: int
-    twin_parameters: int
-    input_shape: list[int]
-    layers: list[dict]
+    score_kind: str
+    engine: str
+    metric: str | None = None
+    preprocessing: str | None = None
+    preset: str | None = None
+    parameters: int | None = None
+    twin_parameters: int | None = None
+    input_shape: list[int] | None = None
+    layers: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -76,13 +87,11 @@ class DataFacts:
 
 @dataclass
 class Settings:
-    """How it was scored; `engine` names what ran the twin (int8 TFLite or float32 Keras, and the device)."""
+    """How it was scored."""
 
     batch_size: int
     flip_tta: bool
-    crop: int
     skip_missing: bool
-    engine: str
 
 
 @dataclass
@@ -110,13 +119,25 @@ class Results:
     def operating_point(self) -> Rates:
         return self.metrics.operating_point
 
+    def threshold_of(self, pair: PairRecord) -> float:
+        """The threshold that judged this pair: the operating one, or its View 2 fold's."""
+        per_fold = self.metrics.fold_thresholds
+        return per_fold[pair.fold - 1] if per_fold else self.operating_point.threshold
+
+    def margin(self, pair: PairRecord) -> float:
+        """How far the pair's score lies on the 'same' side of its threshold (negative: the 'different' side)."""
+        return direction(self.model.score_kind) * (pair.score - self.threshold_of(pair))
+
     @property
     def operating_label(self) -> str:
-        chosen = self.metrics.validation_threshold or {}
-        far = f" for FAR {100 * chosen['far']:g}%" if chosen.get("far") else ""
-        validated = self.metrics.at_validation_threshold is not None
-        where = f"the validation threshold{far}" if validated else "0.5 (no validation pairs)"
-        return f"{where} {self.operating_point.threshold:.3f}"
+        """Where the deciding threshold came from, and the threshold: what every headline says beside a figure."""
+        source = self.metrics.threshold_source
+        threshold = self.operating_point.threshold
+        if source is None:
+            return f"{threshold:.3f} (the model's own 0.5: no validation pairs)"
+        far = f" for FAR {100 * source.far:g}%" if source.far else ""
+        value = "" if threshold is None else f" {threshold:.4g}"
+        return f"the threshold{far}{value} chosen on {source.description}"
 
     def gate_value(self, metric: str) -> tuple[float, str]:
         """The figure `--gate` compares with `--fail-under`, and a line naming it."""
@@ -155,8 +176,8 @@ def write_results(path: str | Path, results: Results) -> None:
 
 
 def results_json(results: Results) -> str:
-    """results.json's text, for `evaluate --out -`."""
-    return json.dumps(results.to_dict(), indent=2, sort_keys=True)
+    """results.json's text."""
+    return json.dumps(results.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
 def read_results(path: str | Path) -> Results:
@@ -169,9 +190,13 @@ def read_results(path: str | Path) -> Results:
         raise LfwbenchError(f"{path}: not an lfwbench results file ({error})") from None
 
 
-def write_predictions(path: str | Path, results: Results) -> None:
-    """One row per pair: name1,image1,name2,image2,fold,label,probability,predicted."""
-    write_csv(path, [{column: getattr(pair, column) for column in PREDICTION_COLUMNS} for pair in results.pairs])
+def predictions_csv(results: Results) -> str:
+    """One row per pair: name1,image1,name2,image2,score,fold,label,predicted (`--scores` reads it back)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(PREDICTION_COLUMNS)
+    writer.writerows([getattr(pair, column) for column in PREDICTION_COLUMNS] for pair in results.pairs)
+    return text.getvalue()
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lfwbench.config import TrainConfig
 from lfwbench.errors import RunFolderError, brief
-from lfwbench.files import TEMPORARY_PREFIX, FolderLock, file_digest, sync_file, write_csv, write_json
+from lfwbench.files import TEMPORARY_PREFIX, FolderLock, file_digest, is_file_name, sync_file, write_csv, write_json
 from lfwbench.images import ImageSpec
 from lfwbench.pairs import Pair
 from lfwbench.plan import ListPlan, plan_lists
@@ -101,16 +101,6 @@ class Manifest:
 def staged_name(epoch: int, name: str) -> str:
     """What `commit` writes `name` as until the manifest makes it visible."""
     return f"{STAGED_PREFIX}{epoch}-{name}"
-
-
-def is_file_name(name: object) -> bool:
-    """A plain name of a file in its folder: never a path, never `.` or `..`."""
-    return (
-        isinstance(name, str)
-        and 0 < len(name) <= 255
-        and name not in (".", "..")
-        and not any(character in name for character in "/\\\0")
-    )
 
 
 def is_count(value: object) -> bool:
@@ -339,6 +329,15 @@ class Run:
     def as_training(self) -> dict:
         """What results.json keeps of the run: its config and its history."""
         return {"config": self.record, "history": self.history}
+
+
+def run_files(checkpoint: Path) -> list[Path]:
+    """What reading this checkpoint reads: the file, and every file of the run folder it sits in (none of which an
+    output may replace)."""
+    folder = RunFolder(checkpoint.parent)
+    if not folder.is_run():
+        return [checkpoint]
+    return [checkpoint, *(path for path in folder.path.iterdir() if path.is_file())]
 
 
 def read_run(checkpoint: Path, sha256: str) -> tuple[Run | None, list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -187,7 +188,7 @@ def keras2_h5():
 def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: int = 0):
     """A Results object built by hand (no TensorFlow): random scores on the synthetic tree's faces."""
     from lfwbench.machine import Environment
-    from lfwbench.metrics import summarise
+    from lfwbench.metrics import ThresholdSource, summarise
     from lfwbench.results import DataFacts, ModelFacts, PairRecord, Results, Settings
 
     rng = np.random.default_rng(seed)
@@ -199,11 +200,7 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
         first = people[k % len(people)]
         second = first if label else people[(k + 1) % len(people)]
         records.append(
-            PairRecord(
-                first, str(tree / "lfw-deepfunneled" / first / f"{first}_0001.jpg"),
-                second, str(tree / "lfw-deepfunneled" / second / f"{second}_0002.jpg"),
-                1, int(label), float(score), int(score >= 0.5), k + 2,
-            )
+            PairRecord(first, 1, second, 2, 1, int(label), float(score), int(score >= 0.45), k + 2)
         )  # fmt: skip
     history = [
         {"epoch": e, "loss": 0.7 - 0.05 * e, "accuracy": 0.5 + 0.04 * e, "val_loss": 0.72 - 0.03 * e,
@@ -213,8 +210,12 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
     return Results(
         model=ModelFacts(
             name=name,
+            kind="lfwbench checkpoint",
             path=f"/runs/{name}/best.h5",
             sha256="0" * 64,
+            score_kind="probability",
+            engine="int8 (TFLite, test)",
+            preprocessing="32x32 RGB, the whole image, scaled to [0, 1] by the model",
             preset="tiny",
             parameters=1000,
             twin_parameters=900,
@@ -239,9 +240,12 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
                 "test_train_overlap_people": 0,
             },
         ),
-        metrics=summarise(labels, scores, 0.45),
+        metrics=replace(
+            summarise(labels, scores, 0.45),
+            threshold_source=ThresholdSource("validation", "pairsDevTrain.txt (validation people)", 20),
+        ),
         pairs=records,
-        settings=Settings(batch_size=64, flip_tta=False, crop=0, skip_missing=False, engine="int8 (TFLite, test)"),
+        settings=Settings(batch_size=64, flip_tta=False, skip_missing=False),
         training={
             "config": {"config": {"seed": 1, "preset": "tiny"}, "split": {"train_pairs": 10}},
             "history": history,

@@ -48,7 +48,7 @@ def test_ensemble_scores_the_mean_logit_of_its_members(members: list[Path], lfw_
     assert [m["seed"] for m in config["ensemble"]] == [1, 2] and config["config"]["split_seed"] == 1
     results = evaluate(tmp_path / "ens" / "best.keras", lfw_tree, engine="int8", progress=False)
     assert results.leakage == {"checked": True, "people_in_training_and_evaluation": 0, "examples": []}
-    assert "seed 1" in results.metrics.validation_threshold["source"]
+    assert "seed 1" in results.metrics.threshold_source.description
 
 
 def test_ensemble_command_and_report(members: list[Path], lfw_tree: Path, tmp_path: Path) -> None:

@@ -45,16 +45,16 @@ def test_embed_once_equals_the_pair_model() -> None:
 def test_evaluate_scores_every_pair_and_round_trips(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
     results = evaluate(run_dir / "best.h5", lfw_tree, progress=False)
     labels = np.array([p.label for p in results.pairs])
-    scores = np.array([p.probability for p in results.pairs])
+    scores = np.array([p.score for p in results.pairs])
     assert len(results.pairs) == 8 and results.data.distinct_images == len(
-        {p.image1 for p in results.pairs} | {p.image2 for p in results.pairs}
+        {(p.name1, p.image1) for p in results.pairs} | {(p.name2, p.image2) for p in results.pairs}
     )
     m = results.metrics
     assert m.at_half.accuracy == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
     assert m.at_half.confusion == confusion_matrix(labels, scores >= 0.5, labels=[0, 1]).tolist()
     assert m.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
-    assert "pairsDevTrain.txt (validation people" in m.validation_threshold["source"]
-    assert m.at_validation_threshold is not None
+    assert "pairsDevTrain.txt (validation people" in m.threshold_source.description
+    assert m.at_threshold is not None
     assert results.leakage == {"checked": True, "people_in_training_and_evaluation": 0, "examples": []}
     assert results.training["history"][-1]["epoch"] == 2 and results.model.preset == "tiny"
     write_results(tmp_path / "r.json", results)
@@ -87,7 +87,7 @@ def test_evaluate_command_writes_json_and_csv(run_dir: Path, lfw_tree: Path, tmp
     assert tuple(table.columns) == PREDICTION_COLUMNS and len(table) == 8
     assert set(table["label"]) == {0, 1} and table["predicted"].isin([0, 1]).all()
     stored = json.loads(out.read_text())
-    assert stored["schema_version"] == 2 and stored["settings"]["flip_tta"] is True
+    assert stored["schema_version"] == 3 and stored["settings"]["flip_tta"] is True
 
 
 def test_bad_checkpoint_is_one_line_error(lfw_tree: Path, tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_real_devtest_scored_and_metrics_match_scikit_learn(real_lfw: Path, tmp_
     save_model(model, tmp_path / "random.keras")
     results = evaluate(tmp_path / "random.keras", real_lfw, progress=False)
     labels = np.array([p.label for p in results.pairs])
-    scores = np.array([p.probability for p in results.pairs])
+    scores = np.array([p.score for p in results.pairs])
     assert len(results.pairs) == 1000 and results.data.distinct_images == 1549
     assert results.metrics.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-9)
     assert results.metrics.at_half.accuracy == pytest.approx(accuracy_score(labels, scores >= 0.5), abs=1e-9)
@@ -145,10 +145,10 @@ def test_view2_protocol_on_ten_folds_of_real_faces(real_lfw: Path, tmp_path: Pat
 def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
     keras_results = evaluate(run_dir / "best.h5", lfw_tree, engine="float32", progress=False)
     int8_results = evaluate(run_dir / "best.h5", lfw_tree, engine="int8", progress=False)
-    assert keras_results.settings.engine == "float32 (Keras on the CPU)"
-    assert int8_results.settings.engine.startswith("int8 (TFLite")
+    assert keras_results.model.engine == "float32 (Keras on the CPU)"
+    assert int8_results.model.engine.startswith("int8 (TFLite")
     difference = [
-        abs(a.probability - b.probability) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)
+        abs(a.score - b.score) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)
     ]
     assert max(difference) < 0.02
     assert int8_results.model.layers == keras_results.model.layers
@@ -156,7 +156,7 @@ def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_
     code = (
         "import sys; from pathlib import Path; from lfwbench.evaluation import evaluate; "
         f"r = evaluate(Path({str(run_dir / 'best.keras')!r}), Path({str(lfw_tree)!r}), engine='int8', progress=False); "
-        "print(r.settings.engine, 'tensorflow' in sys.modules)"
+        "print(r.model.engine, 'tensorflow' in sys.modules)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.stdout.startswith("int8 (TFLite") and run.stdout.split()[-1] == "False", run.stderr[-2000:]
@@ -174,7 +174,7 @@ def test_foreign_checkpoint_bundle_goes_to_the_cache_and_a_damaged_one_is_rebuil
     assert tflite.is_file() and facts.is_file() and not (tmp_path / "foreign.int8.tflite").exists()
     tflite.write_bytes(b"damaged")
     again = evaluate(tmp_path / "foreign.keras", lfw_tree, engine="int8", progress=False)
-    assert [p.probability for p in again.pairs] == pytest.approx([p.probability for p in first.pairs], abs=1e-6)
+    assert [p.score for p in again.pairs] == pytest.approx([p.score for p in first.pairs], abs=1e-6)
     assert tflite.stat().st_size > 1000
 
 
@@ -186,9 +186,9 @@ def test_auto_scores_in_float32_a_preset_whose_int8_verdicts_were_not_shown_to_a
     from lfwbench import presets
 
     assert presets.PRESETS["cpu"].int8_agrees is False and presets.PRESETS["koch"].int8_agrees is True
-    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings.engine.startswith("int8")
+    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).model.engine.startswith("int8")
     monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.PRESETS["tiny"], int8_agrees=False))
-    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).settings.engine == "float32 (Keras on the CPU)"
+    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).model.engine == "float32 (Keras on the CPU)"
 
 
 @pytest.mark.realdata
@@ -203,11 +203,11 @@ def test_int8_agreement_on_a_trained_cpu_model_decides_what_auto_scores_with(rea
         pytest.skip(f"no trained cpu model at {checkpoint}")
     scored = {engine: evaluate(checkpoint, real_lfw, engine=engine, progress=False) for engine in ("float32", "int8")}
     verdicts = [
-        np.array([p.probability for p in results.pairs]) >= results.operating_point.threshold
+        np.array([p.score for p in results.pairs]) >= results.operating_point.threshold
         for results in scored.values()
     ]
     agreement = float(np.mean(verdicts[0] == verdicts[1]))
     assert len(verdicts[0]) == 1000
     assert get_preset("cpu").int8_agrees == (agreement >= 0.995), agreement
     auto = evaluate(checkpoint, real_lfw, progress=False)
-    assert auto.settings.engine.startswith("int8" if agreement >= 0.995 else "float32")
+    assert auto.model.engine.startswith("int8" if agreement >= 0.995 else "float32")

@@ -48,7 +48,7 @@ def test_summary_auc_and_loss(scored) -> None:
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
     expected_loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
     assert figures.loss == pytest.approx(expected_loss, abs=1e-9)
-    assert figures.at_validation_threshold.threshold == 0.4
+    assert figures.at_threshold.threshold == 0.4
     assert figures.oracle_best_on_test.accuracy >= figures.at_half.accuracy
 
 

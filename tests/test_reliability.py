@@ -451,9 +451,13 @@ def test_thumbnails_only_of_files_under_the_data_root(make_results, lfw_tree: Pa
     shown = thumbnail(str(outside), tmp_path)  # what the page would embed if the data root held it
     assert shown.startswith("data:image/jpeg;base64,") and thumbnail(str(outside), lfw_tree) == ""
     results = make_results(lfw_tree, pairs=4)
-    results.pairs[0].image1 = str(outside)
-    html = render_report([results], plotlyjs="cdn", gallery=4)
-    assert shown not in html and thumbnail(results.pairs[0].image2, lfw_tree) in html
+    results.pairs[0].name1 = "../../" + str(tmp_path)  # a name that tries to leave the image folder
+    results.data.root = str(tmp_path)  # a results file cannot choose the root either
+    html = render_report([results], plotlyjs="cdn", gallery=4, root=lfw_tree)
+    face = thumbnail(image_file(lfw_tree, results.pairs[0].name2, results.pairs[0].image2), lfw_tree)
+    assert shown not in html and face in html
+    bare = render_report([results], plotlyjs="cdn", gallery=4)
+    assert "data:image/jpeg" not in bare and "No faces shown" in bare
 
 
 def test_a_run_without_history_renders_without_curves(make_results, lfw_tree: Path) -> None:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from lfwbench.cli import main
 from lfwbench.metrics import View2Folds
-from lfwbench.report import render_report, write_report
+from lfwbench.report import Thumbnails, render_report, write_report
 from lfwbench.results import write_results
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -22,7 +22,7 @@ def with_injected_mistake(results):
     """Name the first pair's person with a script and make it the most confident mistake (first in the gallery)."""
     pair = results.pairs[0]
     pair.name1 = INJECTED
-    pair.probability = 0.999 if pair.label == 0 else 0.001
+    pair.score = 0.999 if pair.label == 0 else 0.001
     pair.predicted = 1 - pair.label
     return results
 
@@ -33,7 +33,7 @@ def scrub(html: str) -> str:
 
 
 def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path) -> None:
-    html = render_report([with_injected_mistake(make_results(lfw_tree))])
+    html = render_report([with_injected_mistake(make_results(lfw_tree))], root=lfw_tree)
     for anchor in ("headline", "training", "roc", "model-1", "data", "models", "gallery"):
         assert f'id="{anchor}"' in html and f'href="#{anchor}"' in html
     for div in ("fig-training", "fig-roc", "fig-det", "fig-distribution-1", "fig-thresholds-1", "fig-confusion-1",
@@ -41,13 +41,15 @@ def test_report_has_every_section_and_escapes_names(make_results, lfw_tree: Path
         assert f'id="{div}"' in html
     assert INJECTED not in html and "&lt;script&gt;window.__injected = 1&lt;/script&gt;" in html
     assert html.count("data:image/jpeg;base64,") > 10
-    at_validation = make_results(lfw_tree).metrics.at_validation_threshold
+    at_validation = make_results(lfw_tree).metrics.at_threshold
     half_width = 100 * (at_validation.accuracy_ci.high - at_validation.accuracy_ci.low) / 2
     assert re.search(rf"±{half_width:.1f}\s+points", html) and "at 1,000 pairs" not in html
-    assert "Most confident mistakes" in html and "Borderline pairs (probability near 0.450)" in html
-    assert "Verdicts at the validation threshold 0.450. Green: right" in html and "at threshold 0.5" not in html
+    assert "Most confident mistakes" in html and "Borderline pairs (score near 0.45)" in html
+    chosen = "the threshold 0.45 chosen on pairsDevTrain.txt (validation people)"
+    assert f"Verdicts at {chosen}. Green: right" in html and "at threshold 0.5" not in html
     assert f"TPR on 'same'</th><td>{100 * at_validation.tpr:.1f}%" in html
-    assert "at the validation threshold 0.450" in html and "5 epochs in" in html and "70.8%" in html
+    assert "5 epochs in" in html and "70.8%" in html
+    assert "32x32 RGB, the whole image, scaled to [0, 1] by the model" in html
     assert "n/a, needs ≥ 100 different-person pairs" in html  # 20 different pairs: no TAR at FAR 1%
     assert "AMD EPYC (avx512f avx2)" in html and "commit abc1234" in html and "lfwbench report --model m.keras" in html
 
@@ -82,7 +84,7 @@ def test_no_history_is_said(make_results, lfw_tree: Path) -> None:
 
 
 def test_thousand_pair_report_stays_under_6_mb(make_results, lfw_tree: Path, tmp_path: Path) -> None:
-    path = write_report(tmp_path / "big.html", [make_results(lfw_tree, pairs=1000)])
+    path = write_report(tmp_path / "big.html", [make_results(lfw_tree, pairs=1000)], root=lfw_tree)
     assert path.stat().st_size < 6_000_000
     assert [p.name for p in tmp_path.iterdir()] == ["big.html"]
 
@@ -104,7 +106,7 @@ def test_results_render_without_tensorflow_and_fail_under(make_results, lfw_tree
                          capture_output=True, text=True)  # fmt: skip
     assert run.stdout.strip().endswith("exit 3 False"), run.stdout + run.stderr
     assert (
-        "Below the gate: accuracy at the validation threshold 0.450" in run.stderr
+        "Below the gate: accuracy at the threshold 0.45 chosen on pairsDevTrain.txt" in run.stderr
         and "< --fail-under 0.99" in run.stderr
     )
     assert out.is_file() and out.with_suffix(".json").is_file()
@@ -112,14 +114,14 @@ def test_results_render_without_tensorflow_and_fail_under(make_results, lfw_tree
 
 def test_report_command_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report"])
-    assert result.exit_code == 2 and "give --model CHECKPOINT, --results FILE or --crossval DIR" in result.output
+    assert result.exit_code == 2 and "give --model, --embeddings, --scores, --results FILE or --crossval" in result.output
     (tmp_path / "r.json").write_text("{}")
     result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
     assert result.exit_code == 1 and "r.json: written by another lfwbench (schema None" in result.output
     (tmp_path / "r.json").write_text('{"schema_version": 1, "metrics": {"at_0.5": {}}}')  # before typed metrics
     result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
-    assert result.exit_code == 1 and "(schema 1; this one reads 2); re-run lfwbench evaluate" in result.output
-    (tmp_path / "r.json").write_text('{"schema_version": 2, "metrics": {"pairs": "many"}}')
+    assert result.exit_code == 1 and "(schema 1; this one reads 3); re-run lfwbench evaluate" in result.output
+    (tmp_path / "r.json").write_text('{"schema_version": 3, "metrics": {"pairs": "many"}}')
     result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
     assert result.exit_code == 1 and "r.json: not a file of lfwbench evaluate" in result.output
 
@@ -147,7 +149,7 @@ def test_report_in_headless_chromium(chromium, make_results, lfw_tree: Path, tmp
 
     results = with_injected_mistake(make_results(lfw_tree, pairs=200))
     page_path = write_report(
-        tmp_path / "report.html", [results, make_results(lfw_tree, pairs=200, name="other", seed=3)]
+        tmp_path / "report.html", [results, make_results(lfw_tree, pairs=200, name="other", seed=3)], root=lfw_tree
     )
     errors: list[str] = []
     requests: list[str] = []
@@ -265,11 +267,11 @@ def test_disagreements_are_ranked_by_spread_balanced_and_show_every_verdict(make
     thresholds = [r.operating_point.threshold for r in (first, second)]
 
     def spread(k: int) -> float:
-        return abs(first.pairs[k].probability - thresholds[0] - (second.pairs[k].probability - thresholds[1]))
+        return abs(first.pairs[k].score - thresholds[0] - (second.pairs[k].score - thresholds[1]))
 
     split = [k for k in range(40) if first.pairs[k].predicted != second.pairs[k].predicted]
     widest = {label: max((k for k in split if first.pairs[k].label == label), key=spread) for label in (0, 1)}
-    cards = disagreement_cards([first, second], 6, {})
+    cards = disagreement_cards([first, second], 6, Thumbnails(None))
     assert [card.pair for card in cards[:2]] == [first.pairs[widest[1]], first.pairs[widest[0]]]  # same, different
     assert all("model-a: " in card.note and "other: " in card.note and "✓" in card.note for card in cards)
 

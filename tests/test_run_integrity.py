@@ -122,8 +122,8 @@ def test_a_checkpoint_carries_its_crop_and_scores_with_it_out_of_its_folder(
     moved = tmp_path / "moved.keras"
     shutil.copyfile(cropped_run / runs.BEST_KERAS, moved)
     at_home, away = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree), evaluate(moved, lfw_tree)
-    assert at_home.settings.crop == away.settings.crop == 128
-    assert [p.probability for p in away.pairs] == pytest.approx([p.probability for p in at_home.pairs], abs=1e-6)
+    assert "centre crop 128" in at_home.model.preprocessing and at_home.model.preprocessing == away.model.preprocessing
+    assert [p.score for p in away.pairs] == pytest.approx([p.score for p in at_home.pairs], abs=1e-6)
 
 
 def test_another_runs_checkpoint_or_bundle_in_the_folder_is_not_trusted(
@@ -137,10 +137,10 @@ def test_another_runs_checkpoint_or_bundle_in_the_folder_is_not_trusted(
     own = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree)
     mixed = evaluate(folder / runs.BEST_KERAS, lfw_tree)
     assert any("not the TFLite file its best.int8.json vouches for" in w for w in mixed.metrics.warnings)
-    assert [p.probability for p in mixed.pairs] == pytest.approx([p.probability for p in own.pairs], abs=1e-6)
+    assert [p.score for p in mixed.pairs] == pytest.approx([p.score for p in own.pairs], abs=1e-6)
     shutil.copyfile(other / runs.BEST_KERAS, folder / runs.BEST_KERAS)  # the other run's checkpoint, this config
     foreign = evaluate(folder / runs.BEST_KERAS, lfw_tree)
-    assert foreign.training == {} and foreign.leakage["checked"] is False and foreign.settings.crop == 0
+    assert foreign.training == {} and foreign.leakage["checked"] is False and "the whole image" in foreign.model.preprocessing
     assert any("is not a checkpoint the run in" in w for w in foreign.metrics.warnings)
 
 
@@ -152,7 +152,7 @@ def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, t
     cached.write_bytes(cached.read_bytes()[:-100] + b"\0" * 100)
     again = evaluate(moved, lfw_tree)
     assert any("not the TFLite file" in w for w in again.metrics.warnings)
-    assert [p.probability for p in again.pairs] == pytest.approx([p.probability for p in first.pairs], abs=1e-6)
+    assert [p.score for p in again.pairs] == pytest.approx([p.score for p in first.pairs], abs=1e-6)
     assert evaluate(moved, lfw_tree).metrics.warnings == first.metrics.warnings  # repaired for good
 
 
@@ -172,7 +172,7 @@ def test_ensemble_refuses_a_non_empty_out_and_commits_its_config_with_its_checkp
     manifest = runs.RunFolder(out).manifest()
     assert {runs.CONFIG, runs.BEST_KERAS, runs.BEST_H5} <= set(manifest.files)
     assert json.loads((out / runs.CONFIG).read_text())["config"]["seed"] == [1, 2]
-    assert evaluate(out / runs.BEST_KERAS, lfw_tree).settings.crop == 128
+    assert "centre crop 128" in evaluate(out / runs.BEST_KERAS, lfw_tree).model.preprocessing
 
 
 def test_skip_missing_that_leaves_one_class_is_one_line(cropped_run: Path, fresh_tree: Path) -> None:
@@ -205,8 +205,8 @@ def test_training_logs_no_legacy_hdf5_warning_per_epoch(lfw_tree: Path, tmp_path
 
 def test_verdicts_gallery_and_confusion_follow_the_validation_threshold(cropped_run: Path, lfw_tree: Path) -> None:
     results = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree)
-    threshold = results.metrics.at_validation_threshold.threshold
-    assert [p.predicted for p in results.pairs] == [int(p.probability >= threshold) for p in results.pairs]
+    threshold = results.metrics.at_threshold.threshold
+    assert [p.predicted for p in results.pairs] == [int(p.score >= threshold) for p in results.pairs]
     assert sum(p.correct for p in results.pairs) == round(results.operating_point.accuracy * len(results.pairs))
     (tn, fp), (fn, tp) = results.operating_point.confusion
     assert tp + tn == sum(p.correct for p in results.pairs)
@@ -235,10 +235,10 @@ def test_train_prints_results_on_stdout_and_epochs_on_stderr(lfw_tree: Path, tmp
 
 def test_far_sets_the_operating_point_on_the_validation_pairs(cropped_run: Path, lfw_tree: Path) -> None:
     at_far = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree, far=0.25)
-    assert at_far.metrics.validation_threshold["far"] == 0.25 and "for FAR 25%" in at_far.operating_label
+    assert at_far.metrics.threshold_source.far == 0.25 and "for FAR 25%" in at_far.operating_label
     args = ["evaluate", "--model", str(cropped_run / runs.BEST_KERAS), "--data", str(lfw_tree), "--far", "0.25"]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0 and "at the validation threshold for FAR 25%" in result.stdout, result.output
+    assert result.exit_code == 0 and "at the threshold for FAR 25%" in result.stdout, result.output
     assert CliRunner().invoke(main, [*args[:-1], "1.5"]).exit_code == 2
 
 
@@ -257,7 +257,7 @@ def test_stdout_holds_results_and_stderr_no_native_tensorflow_logs_unless_verbos
     verbose = lfwbench("-v", *train_args[:-1], str(tmp_path / "again"))
     assert verbose.returncode == 0 and "oneDNN" in verbose.stderr  # TensorFlow's start-up line, shown on request
     silent = lfwbench("-q", "evaluate", "--model", str(tmp_path / "run" / "best.keras"), "--data", str(lfw_tree))
-    assert silent.returncode == 0 and silent.stdout.startswith("run/best on pairsDevTest.txt")
+    assert silent.returncode == 0 and silent.stdout.startswith("run/best (lfwbench checkpoint, probability) on pairsDevTest.txt")
     assert "Embedding" not in silent.stderr and "XNNPACK delegate" not in silent.stderr, silent.stderr
 
 

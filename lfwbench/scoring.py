@@ -1,0 +1,106 @@
+"""The scoring seam: what evaluation, report and crossval take instead of a checkpoint path (no TensorFlow here).
+
+Every kind of input (an lfwbench checkpoint, an embeddings file, a pair-scores file) is opened into a `Scorer`: it
+scores the pairs of a list and describes itself. Evaluation consumes only this interface, so a new kind of model is
+one more opener, never a change to the protocol, the metrics or the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from lfwbench.errors import LfwbenchError
+from lfwbench.pairs import Pair
+
+if TYPE_CHECKING:  # light at import: the command line reads the choices below for its --help
+    import numpy as np
+
+    from lfwbench.results import ModelFacts
+    from lfwbench.runs import Run
+
+SCORE_KINDS = ("probability", "similarity", "distance")  # which way a score points; only a probability has a loss
+EMBEDDING_METRICS = {"cosine": "similarity", "euclidean": "distance"}  # how embeddings are compared -> score kind
+INPUT_KINDS = ("model", "embeddings", "scores")  # what evaluate and report take: --model, --embeddings, --scores
+MISSING_SHOWN = 3  # pair-list lines named in a missing-input error; the rest are counted
+
+
+@dataclass
+class ScoredPairs:
+    """A list's pairs as an input scored them: those kept (in list order) with their scores, those left out and
+    why (`--skip-missing`), and how many distinct images the kept pairs name."""
+
+    pairs: list[Pair]
+    scores: np.ndarray
+    skipped: list[tuple[Pair, str]]
+    distinct_images: int
+
+
+class Scorer(Protocol):
+    """An opened input: its facts for results.json, the files it reads (never to be written over), the lfwbench
+    run it came from (validation pairs, training people and history; None for anything else), and the warnings
+    opening it raised."""
+
+    facts: ModelFacts
+    inputs: list[Path]
+    run: Run | None
+    notes: list[str]
+
+    def score(self, pairs: Sequence[Pair], source: str, skip_missing: bool, progress: bool) -> ScoredPairs:
+        """Score `pairs` (from the list named `source`); an unscorable pair is an error naming its line, or with
+        `skip_missing` left out and listed."""
+        ...
+
+
+def image_key(name: str, index: int) -> str:
+    """The image a pair names, relative to the variant folder: `Aaron_Peirsol/Aaron_Peirsol_0001.jpg`."""
+    return f"{name}/{name}_{index:04d}.jpg"
+
+
+def left_out(pairs: Sequence[Pair], reasons: dict[int, str], source: str, skip_missing: bool, fix: str) -> list[int]:
+    """The positions of the pairs to keep; a pair with a reason is an error naming its line (the first few, the
+    rest counted) unless `skip_missing` leaves it out. `fix` says what else the user may do."""
+    if reasons and not skip_missing:
+        lines = [f"{source}:{pairs[i].line}: {reason}" for i, reason in list(reasons.items())[:MISSING_SHOWN]]
+        more = f"; and {len(reasons) - MISSING_SHOWN} more" if len(reasons) > MISSING_SHOWN else ""
+        raise LfwbenchError(
+            f"{len(reasons)} pair(s) cannot be scored ({fix}, or --skip-missing): {'; '.join(lines)}{more}"
+        )
+    kept = [i for i in range(len(pairs)) if i not in reasons]
+    if pairs and not kept:
+        raise LfwbenchError(f"{source}: none of its {len(pairs)} pairs can be scored; nothing to evaluate")
+    return kept
+
+
+def open_input(
+    kind: str,
+    path: Path,
+    root: Path | None,
+    *,
+    engine: str = "auto",
+    batch_size: int = 64,
+    flip: bool = False,
+    metric: str = "cosine",
+    score_kind: str | None = None,
+) -> Scorer:
+    """The scorer of an input of one of INPUT_KINDS: a model scores the images under `root`; embeddings and pair
+    scores were computed by another program, so neither images nor TensorFlow are needed."""
+    if kind == "model":
+        from lfwbench.checkpoint_scorer import open_checkpoint
+
+        if root is None:
+            raise LfwbenchError(f"{path}: scoring a model needs the images: pass --data DIR or set LFWBENCH_DATA")
+        return open_checkpoint(path, root, engine, batch_size, flip)
+    from lfwbench.precomputed import open_embeddings, open_scores
+
+    if flip:
+        raise LfwbenchError(
+            f"{path}: --flip averages a model's embeddings of mirrored images; {kind} made elsewhere cannot"
+        )
+    if kind == "embeddings":
+        return open_embeddings(path, metric)
+    if score_kind is None:
+        raise LfwbenchError(f"{path}: say which way its scores point: --score-kind {'|'.join(SCORE_KINDS)}")
+    return open_scores(path, score_kind)
