@@ -147,9 +147,7 @@ def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_
     int8_results = evaluate(run_dir / "best.h5", lfw_tree, engine="int8", progress=False)
     assert keras_results.model.engine == "float32 (Keras on the CPU)"
     assert int8_results.model.engine.startswith("int8 (TFLite")
-    difference = [
-        abs(a.score - b.score) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)
-    ]
+    difference = [abs(a.score - b.score) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)]
     assert max(difference) < 0.02
     assert int8_results.model.layers == keras_results.model.layers
     assert (run_dir / "best.int8.tflite").is_file() and (run_dir / "best.int8.json").is_file()
@@ -203,8 +201,7 @@ def test_int8_agreement_on_a_trained_cpu_model_decides_what_auto_scores_with(rea
         pytest.skip(f"no trained cpu model at {checkpoint}")
     scored = {engine: evaluate(checkpoint, real_lfw, engine=engine, progress=False) for engine in ("float32", "int8")}
     verdicts = [
-        np.array([p.score for p in results.pairs]) >= results.operating_point.threshold
-        for results in scored.values()
+        np.array([p.score for p in results.pairs]) >= results.operating_point.threshold for results in scored.values()
     ]
     agreement = float(np.mean(verdicts[0] == verdicts[1]))
     assert len(verdicts[0]) == 1000

@@ -114,7 +114,8 @@ def test_results_render_without_tensorflow_and_fail_under(make_results, lfw_tree
 
 def test_report_command_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report"])
-    assert result.exit_code == 2 and "give --model, --embeddings, --scores, --results FILE or --crossval" in result.output
+    assert result.exit_code == 2, result.output
+    assert "give --model, --embeddings, --scores, --results FILE or --crossval" in result.output
     (tmp_path / "r.json").write_text("{}")
     result = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "r.json")])
     assert result.exit_code == 1 and "r.json: written by another lfwbench (schema None" in result.output

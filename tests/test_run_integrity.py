@@ -140,7 +140,8 @@ def test_another_runs_checkpoint_or_bundle_in_the_folder_is_not_trusted(
     assert [p.score for p in mixed.pairs] == pytest.approx([p.score for p in own.pairs], abs=1e-6)
     shutil.copyfile(other / runs.BEST_KERAS, folder / runs.BEST_KERAS)  # the other run's checkpoint, this config
     foreign = evaluate(folder / runs.BEST_KERAS, lfw_tree)
-    assert foreign.training == {} and foreign.leakage["checked"] is False and "the whole image" in foreign.model.preprocessing
+    assert foreign.training == {} and foreign.leakage["checked"] is False
+    assert "the whole image" in foreign.model.preprocessing
     assert any("is not a checkpoint the run in" in w for w in foreign.metrics.warnings)
 
 
@@ -257,7 +258,8 @@ def test_stdout_holds_results_and_stderr_no_native_tensorflow_logs_unless_verbos
     verbose = lfwbench("-v", *train_args[:-1], str(tmp_path / "again"))
     assert verbose.returncode == 0 and "oneDNN" in verbose.stderr  # TensorFlow's start-up line, shown on request
     silent = lfwbench("-q", "evaluate", "--model", str(tmp_path / "run" / "best.keras"), "--data", str(lfw_tree))
-    assert silent.returncode == 0 and silent.stdout.startswith("run/best (lfwbench checkpoint, probability) on pairsDevTest.txt")
+    assert silent.returncode == 0, silent.stderr
+    assert silent.stdout.startswith("run/best (lfwbench checkpoint, probability) on pairsDevTest.txt")
     assert "Embedding" not in silent.stderr and "XNNPACK delegate" not in silent.stderr, silent.stderr
 
 
