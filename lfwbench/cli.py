@@ -703,9 +703,9 @@ def evaluate(models, embeddings, scores, out: Path | None, predictions: Path | N
     root = optional_data_root(data)
     scorers = open_inputs(inputs, root, options)
     to_stdout = out == Path("-")
-    files = {path: render for path, render in ((out, results_json), (predictions, predictions_csv)) if path}
-    files.pop(Path("-"), None)
-    refuse_overwriting(list(files), files_read(scorers, root, lists_read(options)))
+    named = [(path, render) for path, render in ((out, results_json), (predictions, predictions_csv)) if path]
+    files = {path: render for path, render in named if path != Path("-")}
+    refuse_overwriting([path for path, _ in named if path != Path("-")], files_read(scorers, root, lists_read(options)))
     (results,) = run_evaluations(scorers, root, options)
     echo_headline(results, err=to_stdout)  # stdout holds the JSON alone then
     if to_stdout:

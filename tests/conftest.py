@@ -275,3 +275,20 @@ def hand_made_results(tree: Path, pairs: int = 40, name: str = "model-a", seed: 
 @pytest.fixture
 def make_results():
     return hand_made_results
+
+
+@pytest.fixture
+def chromium():
+    """Debian's headless Chromium through Playwright, offline-minded; the browser tests skip without them."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    executable = Path("/usr/bin/chromium")
+    if not executable.exists():
+        pytest.skip("Debian's chromium is not installed")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(executable),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield browser
+        browser.close()

@@ -127,23 +127,6 @@ def test_report_command_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "r.json: not a file of lfwbench evaluate" in result.output
 
 
-@pytest.fixture
-def chromium():
-    """Debian's headless Chromium through Playwright, offline-minded; the browser tests skip without them."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    executable = Path("/usr/bin/chromium")
-    if not executable.exists():
-        pytest.skip("Debian's chromium is not installed")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(executable),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield browser
-        browser.close()
-
-
 @pytest.mark.browser
 def test_report_in_headless_chromium(chromium, make_results, lfw_tree: Path, tmp_path: Path) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
