@@ -474,7 +474,8 @@ def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
     rows = []
     for r in results:
         point, m = r.operating_point, r.metrics
-        auc = f"{m.auc:.4f} ({m.curves.auc_ci.low:.3f}-{m.curves.auc_ci.high:.3f})"
+        ci = m.curves.auc_ci
+        auc = f"{m.auc:.4f}" + (f" ({ci.low:.3f}-{ci.high:.3f})" if ci else "")
         ci = point.accuracy_ci
         accuracy = f"{100 * point.accuracy:.1f}% ({100 * ci.low:.1f}-{100 * ci.high:.1f})"
         listed = r.data.scored_on

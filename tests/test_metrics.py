@@ -144,3 +144,27 @@ def test_threshold_at_far_accepts_at_most_that_share_of_different_pairs() -> Non
         threshold = threshold_at_far(labels, scores, far)
         accepted = scores[labels == 0] >= threshold
         assert accepted.mean() <= far and (scores[labels == 0] >= np.nextafter(threshold, -1)).mean() > far - 0.003
+
+
+def test_the_bootstrap_of_the_list_itself_is_its_own_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every resample drawn as the list itself: each interval collapses onto scikit-learn's figure of the list."""
+    from lfwbench import metrics
+
+    rng = np.random.default_rng(4)
+    labels = np.array([1, 0] * 1500)
+    scores = np.round(0.5 + 0.3 * (labels - 0.5) + rng.normal(0, 0.2, 3000), 2)  # rounded: many tied scores
+    monkeypatch.setattr(metrics, "_resampled_counts", lambda rng, count, resamples: np.ones((resamples, count)))
+    intervals = metrics.bootstrap_intervals(labels, scores)
+    exact = {
+        "auc": roc_auc_score(labels, scores),
+        "eer": metrics.equal_error_rate(labels, scores),
+        "0.01": metrics.tar_at_far(labels, scores, 0.01),
+        "0.001": metrics.tar_at_far(labels, scores, 0.001),
+    }
+    for key, value in exact.items():
+        assert intervals[key].low == pytest.approx(value, abs=1e-12) == intervals[key].high, key
+
+
+def test_a_list_too_small_for_the_bootstrap_has_no_intervals() -> None:
+    figures = summarise(np.array([1, 0]), np.array([0.8, 0.3]), 0.5)
+    assert figures.curves.auc_ci is None and figures.curves.eer_ci is None and figures.auc == 1.0

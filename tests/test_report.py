@@ -274,3 +274,8 @@ def test_summary_tables_for_a_pull_request_and_a_paper(make_results, lfw_tree: P
     latex = (tmp_path / "table.tex").read_text()
     assert r"cpu\_seed0 \& co & pairsDevTest.txt & 40 & " in latex and r"accuracy (95\% CI)" in latex
     assert latex.startswith(r"\begin{tabular}") and r"\bottomrule" in latex
+
+
+def test_a_list_of_one_same_and_one_different_pair_reports_without_intervals(make_results, lfw_tree: Path) -> None:
+    html = render_report([make_results(lfw_tree, pairs=2)], plotlyjs="cdn")
+    assert "no bootstrap interval: fewer than two pairs of a class" in html
