@@ -86,7 +86,8 @@ def main() -> None:
     devtrain = ["--threshold-from", str(root / "pairsDevTrain.txt")]
     for name in ("train", "test"):  # the model's own scores of both View 1 lists, for the round trip
         pairs = root / f"pairsDev{name.title()}.txt"
-        run("", ["evaluate", "--model", model, *data, "--pairs", str(pairs), "--predictions", str(work / f"{name}.csv")])
+        predictions = str(work / f"{name}.csv")
+        run("", ["evaluate", "--model", model, *data, "--pairs", str(pairs), "--predictions", predictions])
     test_rows = (work / "test.csv").read_text().splitlines()[1:]
     (work / "both.csv").write_text((work / "train.csv").read_text() + "\n".join(test_rows) + "\n")
     view2 = ["--view2", str(root / "pairs.txt")]
