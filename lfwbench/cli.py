@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from lfwbench import __version__
-from lfwbench.errors import LfwbenchError
+from lfwbench.errors import LfwbenchError, one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
 
@@ -28,16 +28,16 @@ class Lfwbench(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except LfwbenchError as error:
-            raise click.ClickException(str(error)) from None
+            raise click.ClickException(one_line(str(error))) from None
         except OSError as error:
             where = f"{error.filename}: " if error.filename else ""
-            raise click.ClickException(f"{where}{error.strerror or error}") from None
+            raise click.ClickException(one_line(f"{where}{error.strerror or error}")) from None
         except Exception as error:
             if os.environ.get("LFWBENCH_DEBUG"):
                 raise
             raise click.ClickException(
-                f"internal error ({type(error).__name__}: {error}); set LFWBENCH_DEBUG=1 for the traceback and "
-                "please report it"
+                f"internal error ({type(error).__name__}: {one_line(str(error), 200)}); set LFWBENCH_DEBUG=1 for the "
+                "traceback and please report it"
             ) from None
 
 
@@ -50,7 +50,8 @@ data_option = click.option(
 
 
 def echo_err(message: str) -> None:
-    click.echo(message, err=True)
+    """A line on stderr, its control characters escaped and its length bounded (names come from files)."""
+    click.echo(one_line(message), err=True)
 
 
 def with_options(options: list):
@@ -506,7 +507,7 @@ def echo_headline(results, err: bool = False) -> None:
             f"at the threshold best on the others; std {v2.std:.4f})"
         )
     for line in lines:
-        click.echo(line, err=err)
+        click.echo(one_line(line), err=err)
     for warning in m.warnings:
         echo_err(f"Warning: {warning}")
 

@@ -34,3 +34,13 @@ def brief(value: object, limit: int = 80) -> str:
     length of the rest said, so a hostile field never makes a message long."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+MESSAGE_LIMIT = 440  # characters of a message's text, so that `Warning: ...` and the cut's note stay under 500
+
+
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message fit for one terminal line: control characters (a name's ANSI escapes, newlines) escaped, cut to
+    `limit` with the length of the rest said."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"

@@ -425,3 +425,12 @@ def test_a_three_kind_comparison_draws_in_chromium(chromium, make_results, lfw_t
     columns = page.eval_on_selector_all("#headline thead th", "cells => cells.map(c => c.textContent)")
     assert errors == [] and drawn == [True, True, True]
     assert columns == ["Figure", "model-a", "facenet", "arcface"] and "arcface (AUC" in legend
+
+
+def test_messages_escape_control_characters_and_stay_short(lfw_tree: Path, tmp_path: Path) -> None:
+    vectors = vectors_of()
+    path = write_npz(tmp_path / "\x1b[31mred.npz", vectors, **{"x" * 3000: np.zeros(1)})
+    result = invoke("evaluate", "--embeddings", path, "--data", lfw_tree)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\\x1b[31mred" in result.output
+    assert max(len(line) for line in result.output.splitlines()) < 500 and "more characters" in result.output
