@@ -115,6 +115,37 @@ def read_stamp(path: str | Path) -> Stamp | None:
         raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from None
 
 
+def is_keras_file(path: str | Path) -> bool:
+    """A `.keras` zip or an HDF5 file: what Keras saves."""
+    return zipfile.is_zipfile(path) or h5py.is_hdf5(path)
+
+
+def is_lfwbench_checkpoint(path: str | Path) -> bool:
+    """Whether lfwbench made this file: stamped, or holding its `twin` and `head` (before stamps), or the original
+    notebook's Koch-family Keras 2 `.h5`. Anything else is a model from elsewhere."""
+    path = Path(path)
+    try:
+        if read_stamp(path) is not None:
+            return True
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+            version = "3"
+        else:
+            with h5py.File(path, "r") as file:
+                version = _text(file.attrs.get("keras_version", ""))
+                config = json.loads(_text(file.attrs["model_config"]))
+        names = {layer.get("config", {}).get("name") for layer in config.get("config", {}).get("layers", [])}
+        if {"twin", "head"} <= names:
+            return True
+        if version.startswith("3"):
+            return False
+        _koch_family(path, config)
+        return True
+    except (CheckpointError, OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
+        return False
+
+
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     """The two-input model `[left, right] -> P(same)` from any checkpoint lfwbench knows.
 

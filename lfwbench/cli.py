@@ -600,7 +600,8 @@ def evaluation_options(function):
 
 def input_options(multiple: bool):
     """What to score: a model, embeddings or pair scores computed by any library; with `multiple`, each repeats."""
-    from lfwbench.scoring import EMBEDDING_METRICS, SCORE_KINDS
+    from lfwbench.preprocessing import DEFAULT_NORMALIZATION, NORMALIZATIONS
+    from lfwbench.scoring import EMBEDDING_METRICS, SAFE_OPS, SCORE_KINDS
 
     again = " Repeatable." if multiple else ""
     path = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -625,8 +626,33 @@ def input_options(multiple: bool):
         ),
         click.option(
             "--score-kind", type=click.Choice(SCORE_KINDS),
-            help="Which way --scores point: a probability of 'same', a similarity (higher: same), a distance "
-            "(lower: same).",
+            help="Which way --scores (or a Siamese --model's output) point: a probability of 'same', a similarity "
+            "(higher: same), a distance (lower: same). A model's is read from its graph where it can be.",
+        ),
+        click.option(
+            "--size", type=click.IntRange(16),
+            help="A model from elsewhere: input side in pixels [default: the model's input].",
+        ),
+        click.option(
+            "--channels", type=click.Choice(["1", "3"]), help="A model from elsewhere: 1 or 3 [default: the model's]."
+        ),
+        click.option(
+            "--crop", type=click.IntRange(0, 250), default=0, show_default=True,
+            help="A model from elsewhere: side of the centred crop of the 250x250 LFW image before resizing (0: none).",
+        ),
+        click.option(
+            "--normalize", type=click.Choice(list(NORMALIZATIONS)),
+            help=f"A model from elsewhere: pixels x/255 (0-1), x/127.5-1 (-1-1, insightface), x (0-255), or "
+            f"ImageNet's mean/std [default: {DEFAULT_NORMALIZATION}].",
+        ),
+        click.option("--mean", type=float, multiple=True, help="Instead of --normalize: (x - mean) / std in 0-255 "
+                     "units, one value or one per channel (repeat)."),
+        click.option("--std", type=float, multiple=True, help="With --mean."),
+        click.option("--bgr", is_flag=True, help="A model from elsewhere: feed channels in BGR order (default RGB)."),
+        click.option(
+            "--lambda", "lambdas", multiple=True, metavar="[NAME=]OP",
+            help=f"A Keras model's Lambda (code, never run) replaced by a safe operation: {', '.join(SAFE_OPS)}; "
+            "NAME=OP where a model has several. Assumed, and said, where the graph leaves no doubt.",
         ),
     ]  # fmt: skip
     return with_options(options)
@@ -644,10 +670,18 @@ def optional_data_root(data: Path | None) -> Path | None:
 
 
 def open_inputs(inputs: list[tuple[str, Path]], root: Path | None, options: dict) -> list:
+    from lfwbench.foreign_models import ModelOptions
     from lfwbench.scoring import open_input
 
+    model = ModelOptions(
+        size=options["size"], channels=int(options["channels"]) if options["channels"] else None,
+        crop=options["crop"], normalization=options["normalize"], mean=options["mean"], std=options["std"],
+        order="bgr" if options["bgr"] else "rgb", metric=options["metric"], score_kind=options["score_kind"],
+        lambdas=options["lambdas"],
+    )  # fmt: skip
     keys = ("engine", "batch_size", "flip", "metric", "score_kind")
-    return [open_input(kind, path, root, **{key: options[key] for key in keys}) for kind, path in inputs]
+    settings = {key: options[key] for key in keys}
+    return [open_input(kind, path, root, **settings, model_options=model) for kind, path in inputs]
 
 
 def scored_list(options: dict) -> tuple[Path | None, bool]:

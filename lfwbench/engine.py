@@ -75,11 +75,16 @@ def _interpreter_class():
     return Interpreter
 
 
+def lite_interpreter(content: bytes):
+    """A LiteRT interpreter of a TFLite model on every core (XNNPACK)."""
+    return _interpreter_class()(model_content=content, num_threads=os.cpu_count())
+
+
 class LiteTwin:
     """Runs a TFLite twin on batches of one fixed shape (`images` in 0-255, the model scales them)."""
 
     def __init__(self, content: bytes, batch_shape: tuple[int, ...]):
-        self.interpreter = _interpreter_class()(model_content=content, num_threads=os.cpu_count())
+        self.interpreter = lite_interpreter(content)
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.interpreter.resize_tensor_input(self.input, batch_shape)

@@ -23,7 +23,7 @@ from lfwbench.files import file_digest
 from lfwbench.pairs import Pair, check_index, check_name
 from lfwbench.results import ModelFacts
 from lfwbench.runs import Run
-from lfwbench.scoring import EMBEDDING_METRICS, SCORE_KINDS, ScoredPairs, image_key, left_out
+from lfwbench.scoring import EMBEDDING_METRICS, SCORE_KINDS, ScoredPairs, compare, image_key, left_out
 
 EMBEDDING_ARRAYS = ("keys", "vectors")
 SCORE_COLUMNS = ("name1", "image1", "name2", "image2", "score")
@@ -141,24 +141,10 @@ class EmbeddingsScorer:
         kept = left_out(pairs, reasons, source, skip_missing, f"add them to {self.embeddings.path.name}")
         left = np.array([rows[ends[i][0]] for i in kept], dtype=np.int64)
         right = np.array([rows[ends[i][1]] for i in kept], dtype=np.int64)
-        scores = compare(self.embeddings.vectors, left, right, self.metric, self.embeddings)
+        keys = list(self.embeddings.keys)  # rows in file order
+        scores = compare(self.embeddings.vectors, left, right, self.metric, keys.__getitem__, self.embeddings.path)
         distinct = len(np.union1d(left, right))
         return ScoredPairs([pairs[i] for i in kept], scores, [(pairs[i], r) for i, r in reasons.items()], distinct)
-
-
-def compare(vectors: np.ndarray, left: np.ndarray, right: np.ndarray, metric: str, named: Embeddings) -> np.ndarray:
-    """Cosine similarity or Euclidean distance of rows `left[i]` and `right[i]`; a zero vector has no direction,
-    so cosine refuses it by its key."""
-    a, b = vectors[left], vectors[right]
-    if metric == "euclidean":
-        return np.linalg.norm(a - b, axis=1)
-    norms = np.linalg.norm(vectors, axis=1)
-    used = np.union1d(left, right)
-    zero = used[norms[used] == 0]
-    if len(zero):
-        key = next(key for key, row in named.keys.items() if row == zero[0])
-        raise LfwbenchError(f"{named.path}: the vector of {brief(key, 60)} is all zeros: it has no cosine")
-    return np.einsum("ij,ij->i", a, b) / (norms[left] * norms[right])
 
 
 def open_embeddings(path: Path, metric: str = "cosine") -> EmbeddingsScorer:

@@ -7,23 +7,32 @@ one more opener, never a change to the protocol, the metrics or the report.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from lfwbench.errors import LfwbenchError
+from lfwbench.errors import LfwbenchError, brief
 from lfwbench.pairs import Pair
 
 if TYPE_CHECKING:  # light at import: the command line reads the choices below for its --help
     import numpy as np
 
+    from lfwbench.foreign_models import ModelOptions
     from lfwbench.results import ModelFacts
     from lfwbench.runs import Run
 
 SCORE_KINDS = ("probability", "similarity", "distance")  # which way a score points; only a probability has a loss
 EMBEDDING_METRICS = {"cosine": "similarity", "euclidean": "distance"}  # how embeddings are compared -> score kind
-INPUT_KINDS = ("model", "embeddings", "scores")  # what evaluate and report take: --model, --embeddings, --scores
+INPUT_KINDS = ("model", "embeddings", "scores")
+# what a Keras Lambda joining two tensors may be replaced by (never run), and the kind of score each gives as an output
+SAFE_OPS = {
+    "abs-diff": None,
+    "l1": "distance",
+    "l2": "distance",
+    "squared-l2": "distance",
+    "cosine": "similarity",
+}  # what evaluate and report take: --model, --embeddings, --scores
 MISSING_SHOWN = 3  # pair-list lines named in a missing-input error; the rest are counted
 
 
@@ -52,6 +61,24 @@ class Scorer(Protocol):
         """Score `pairs` (from the list named `source`); an unscorable pair is an error naming its line, or with
         `skip_missing` left out and listed."""
         ...
+
+
+def compare(
+    vectors: np.ndarray, left: np.ndarray, right: np.ndarray, metric: str, key_of: Callable[[int], str], source: object
+) -> np.ndarray:
+    """Cosine similarity or Euclidean distance of rows `left[i]` and `right[i]`; a zero vector has no direction,
+    so cosine refuses it, named by `key_of(row)` and its `source`."""
+    import numpy as np
+
+    a, b = vectors[left], vectors[right]
+    if metric == "euclidean":
+        return np.linalg.norm(a - b, axis=1)
+    norms = np.linalg.norm(vectors, axis=1)
+    used = np.union1d(left, right)
+    zero = used[norms[used] == 0]
+    if len(zero):
+        raise LfwbenchError(f"{source}: the vector of {brief(key_of(int(zero[0])), 60)} is all zeros: it has no cosine")
+    return np.einsum("ij,ij->i", a, b) / (norms[left] * norms[right])
 
 
 def image_key(name: str, index: int) -> str:
@@ -84,15 +111,17 @@ def open_input(
     flip: bool = False,
     metric: str = "cosine",
     score_kind: str | None = None,
+    model_options: ModelOptions | None = None,
 ) -> Scorer:
     """The scorer of an input of one of INPUT_KINDS: a model scores the images under `root`; embeddings and pair
     scores were computed by another program, so neither images nor TensorFlow are needed."""
     if kind == "model":
-        from lfwbench.checkpoint_scorer import open_checkpoint
+        from lfwbench.foreign_models import ModelOptions
 
         if root is None:
             raise LfwbenchError(f"{path}: scoring a model needs the images: pass --data DIR or set LFWBENCH_DATA")
-        return open_checkpoint(path, root, engine, batch_size, flip)
+        options = model_options or ModelOptions(metric=metric, score_kind=score_kind)
+        return open_model(path, root, engine, batch_size, flip, options)
     from lfwbench.precomputed import open_embeddings, open_scores
 
     if flip:
@@ -104,3 +133,27 @@ def open_input(
     if score_kind is None:
         raise LfwbenchError(f"{path}: say which way its scores point: --score-kind {'|'.join(SCORE_KINDS)}")
     return open_scores(path, score_kind)
+
+
+MODEL_KINDS = "an lfwbench checkpoint (.keras, .h5), a Keras model (.keras, .h5), ONNX (.onnx) or TFLite (.tflite)"
+
+
+def open_model(path: Path, root: Path, engine: str, batch_size: int, flip: bool, options: ModelOptions) -> Scorer:
+    """The first opener that claims the file: lfwbench's own checkpoints, then ONNX, TFLite and other Keras
+    models; else one line listing what is accepted."""
+    from lfwbench.checkpoints import is_keras_file, is_lfwbench_checkpoint
+    from lfwbench.foreign_models import is_onnx, is_tflite, open_onnx, open_tflite
+
+    if is_lfwbench_checkpoint(path):
+        from lfwbench.checkpoint_scorer import open_checkpoint
+
+        return open_checkpoint(path, root, engine, batch_size, flip)
+    if is_onnx(path):
+        return open_onnx(path, root, batch_size, flip, options)
+    if is_tflite(path):
+        return open_tflite(path, root, batch_size, flip, options)
+    if is_keras_file(path):
+        from lfwbench.foreign_keras import open_keras
+
+        return open_keras(path, root, batch_size, flip, options)
+    raise LfwbenchError(f"{path}: not a model lfwbench reads; it takes {MODEL_KINDS}")
