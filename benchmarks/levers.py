@@ -36,8 +36,9 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("runs", type=Path, nargs="+")
     args = parser.parse_args()
-    print("| run | epochs | s/epoch | val. pairs | val. accuracy at val. threshold | val. AUC | twin cosine: accuracy | "
-          "twin cosine: AUC |")  # fmt: skip
+    columns = ["run", "epochs", "s/epoch", "val. pairs", "val. accuracy at val. threshold", "val. AUC",
+               "twin cosine: accuracy", "twin cosine: AUC"]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|---|")
     for folder in args.runs:
         scorer = open_checkpoint(folder / BEST_KERAS, args.data, engine="float32")
