@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lfwbench import model as _lfwbench_layers  # noqa: F401  registers lfwbench's layers, which a twin handed over names
 from lfwbench.errors import CheckpointError, LfwbenchError
 from lfwbench.files import file_digest
 from lfwbench.foreign_models import ModelOptions, embedding_scorer, fitted_preprocessing, image_input, vector_output
