@@ -137,7 +137,8 @@ def test_view2_protocol_on_ten_folds_of_real_faces(real_lfw: Path, tmp_path: Pat
                "--out", str(tmp_path / "r.json")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "View 2" in result.output and "std over 10 folds" in result.output
+    assert "View 2" in result.output and "(û ± SE over 10 folds" in result.output
+    assert "the other 9 folds of pairs.txt" in result.output  # no run folder: the protocol chooses each threshold
     stored = json.loads((tmp_path / "r.json").read_text())
     assert len(stored["pairs"]) == 6000 and len(stored["metrics"]["view2"]["fold_accuracies"]) == 10
 
