@@ -1,6 +1,8 @@
 """Models from elsewhere on the real data: the `cpu` twin of an lfwbench checkpoint handed over as a plain Keras
 embedding model, as ONNX (the graph written with onnx.helper from its weights) and as float32 TFLite; and a Keras 3
-Siamese network with a Lambda (|a - b|, then Dense(1, sigmoid)), trained briefly here as the Keras tutorial does.
+Siamese network with a Lambda (|a - b|, then Dense(1, sigmoid)), trained briefly here as the Keras tutorial does;
+and Keras' mnist_siamese pattern (a Euclidean-distance Lambda as the output, contrastive loss) trained and saved by
+Keras 2 (tf_keras) in its own process.
 Each is scored on pairsDevTest by `lfwbench evaluate`, alone in a subprocess, with its time and peak memory.
 
 Usage: python benchmarks/foreign_models.py [DATA_ROOT] --checkpoint runs/levers/cpu-base/best.keras [--work DIR]
@@ -95,6 +97,57 @@ def tutorial_siamese(root: Path, spec, path: Path, epochs: int) -> None:
     model.save(path)
 
 
+KERAS2_CONTRASTIVE = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tf_keras as k
+
+folder, epochs = sys.argv[1], int(sys.argv[2])
+left, right, labels = (np.load(f"{folder}/{name}.npy") for name in ("left", "right", "labels"))
+
+
+def euclidean(tensors):
+    a, b = tensors
+    return tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(a - b), axis=1, keepdims=True), 1e-7))
+
+
+def contrastive(same, distance, margin=1.0):  # Hadsell et al.: pull same pairs together, push others past margin
+    same = tf.cast(same, distance.dtype)
+    return tf.reduce_mean(same * tf.square(distance) + (1 - same) * tf.square(tf.maximum(margin - distance, 0)))
+
+
+k.utils.set_random_seed(0)
+image = k.Input(left.shape[1:])
+x = k.layers.Rescaling(1 / 255)(image)
+for filters in (32, 64, 128):
+    x = k.layers.MaxPooling2D()(k.layers.Conv2D(filters, 3, activation="relu", padding="same")(x))
+x = k.layers.GlobalAveragePooling2D()(x)
+base = k.Model(image, k.layers.Dense(64)(x), name="base")
+a, b = k.Input(left.shape[1:]), k.Input(left.shape[1:])
+model = k.Model([a, b], k.layers.Lambda(euclidean, name="distance")([base(a), base(b)]))
+model.compile(optimizer=k.optimizers.Adam(1e-3), loss=contrastive)
+model.fit([left, right], labels.astype("float32"), epochs=epochs, batch_size=64, verbose=0)
+model.save(f"{folder}/contrastive.h5")
+"""
+
+
+def keras2_contrastive(root: Path, spec, folder: Path, epochs: int) -> None:
+    """Keras' mnist_siamese pattern on faces, trained and saved by Keras 2 (tf_keras) in its own process."""
+    import subprocess
+    import sys
+
+    pairs = load_pairs(root / "pairsDevTrain.txt").pairs
+    loaded = load_pair_images(pairs, find_variant(root)[1], spec, "pairsDevTrain.txt", cache_dir=default_cache_dir())
+    for name, value in (("left", loaded.images[loaded.left]), ("right", loaded.images[loaded.right]),
+                        ("labels", loaded.labels)):  # fmt: skip
+        np.save(folder / f"{name}.npy", value)
+    done = subprocess.run([sys.executable, "-c", KERAS2_CONTRASTIVE, str(folder), str(epochs)], capture_output=True,
+                          text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-2000:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", nargs="?", type=Path, default=Path("../shared/lfw"))
@@ -118,6 +171,7 @@ def main() -> None:
     difference = np.abs(session.run(None, {"image": sample})[0] - twin.predict(sample, verbose=0)).max()
     print(f"ONNX twin against Keras on 256 DevTest images: largest difference {difference:.2e}")
     tutorial_siamese(root, spec, work / "tutorial.keras", args.epochs)
+    keras2_contrastive(root, spec, work, args.epochs)
     data = ["--data", str(root)]
     fed = ["--crop", str(spec.crop), "--normalize", "0-255"]  # the twin scales pixels itself
     rows = [
@@ -130,6 +184,9 @@ def main() -> None:
         run(f"Keras 3 Lambda Siamese, {args.epochs} epochs on pairsDevTrain", ["evaluate", "--model",
             str(work / "tutorial.keras"), *data, "--crop", str(spec.crop), "--normalize", "0-255",
             "--out", str(work / "tutorial.json")]),
+        run(f"Keras 2 contrastive Siamese, {args.epochs} epochs on pairsDevTrain", ["evaluate", "--model",
+            str(work / "contrastive.h5"), *data, "--crop", str(spec.crop), "--normalize", "0-255",
+            "--out", str(work / "contrastive.json")]),
     ]  # fmt: skip
     columns = ["input", "pairs", "accuracy", "auc", "threshold from", "seconds", "peak_mb"]
     print("| " + " | ".join(columns) + " |")

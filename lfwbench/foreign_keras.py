@@ -167,17 +167,40 @@ def _replaced(config: object, ops: dict[str, str]) -> object:
     return {key: _replaced(value, ops) for key, value in config.items()}
 
 
+def _keras2_calls(config: dict) -> dict:
+    """A Keras 2 config with the calls of nested models renumbered as Keras 3 counts them: Keras 2 gives a model
+    built from its inputs a node of its own (0), so the first call is node 1; Keras 3 reads that as a loop."""
+    layers = config.get("config", {}).get("layers", [])
+    nested = {layer["config"]["name"] for layer in layers if layer.get("class_name") in ("Functional", "Model",
+              "Sequential")}  # fmt: skip
+
+    def renumber(nodes):
+        if isinstance(nodes, list):
+            if len(nodes) >= 3 and nodes[0] in nested and isinstance(nodes[1], int) and nodes[1] >= 1:
+                return [nodes[0], nodes[1] - 1, *nodes[2:]]
+            return [renumber(value) for value in nodes]
+        return nodes
+
+    renumbered = [{**layer, "inbound_nodes": renumber(layer.get("inbound_nodes", []))} for layer in layers]
+    renumbered = [_keras2_calls(layer) if layer.get("class_name") in ("Functional", "Model") else layer
+                  for layer in renumbered]  # fmt: skip
+    return {**config, "config": {**config["config"], "layers": renumbered}} if layers else config
+
+
 def _stored_config(path: Path) -> tuple[dict, str]:
-    """The model config a Keras file stores, and its format: "keras" (a .keras zip) or "h5"."""
+    """The model config a Keras file stores (a Keras 2 one renumbered for Keras 3), and its format: "keras" (a
+    .keras zip) or "h5"."""
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 return json.loads(archive.read("config.json")), "keras"
         with h5py.File(path, "r") as file:
-            stored = file.attrs.get("model_config")
+            stored, version = file.attrs.get("model_config"), file.attrs.get("keras_version", b"")
             if stored is None:
                 raise CheckpointError(f"{path}: HDF5 file holds no model config (weights-only files need their code)")
-            return json.loads(stored.decode() if isinstance(stored, bytes) else stored), "h5"
+            config = json.loads(stored.decode() if isinstance(stored, bytes) else stored)
+            keras2 = (version.decode() if isinstance(version, bytes) else str(version)).startswith("2")
+            return _keras2_calls(config) if keras2 else config, "h5"
     except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: unreadable Keras file ({str(error)[:200]})") from None
 

@@ -237,3 +237,51 @@ def test_preprocessing_options_are_checked_against_the_model(lfw_tree: Path, tmp
     assert "one value or one per channel" in invoke(*model, "--mean", "1", "--mean", "2", "--std", "1").output
     ok = invoke(*model, "--normalize", "imagenet", "--crop", "150", "--bgr", "--flip")
     assert ok.exit_code == 0, ok.output
+
+
+KERAS2_CONTRASTIVE = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tf_keras as k
+
+folder = sys.argv[1]
+
+
+def euclidean(tensors, mark=folder + "/lambda-ran.txt"):
+    open(mark, "w").close()
+    a, b = tensors
+    return tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(a - b), axis=1, keepdims=True), 1e-12))
+
+
+k.utils.set_random_seed(0)
+image = k.Input((32, 32, 3))
+x = k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 3, activation="relu")(image))
+base = k.Model(image, k.layers.Dense(8)(x), name="base")
+a, b = k.Input((32, 32, 3)), k.Input((32, 32, 3))
+model = k.Model([a, b], k.layers.Lambda(euclidean, name="distance")([base(a), base(b)]))
+model.save(folder + "/contrastive.h5")
+left, right = np.load(folder + "/a.npy"), np.load(folder + "/b.npy")
+np.save(folder + "/expected.npy", model.predict([left, right], verbose=0).ravel())
+"""
+
+
+def test_a_keras2_contrastive_model_loads_as_a_distance_without_running_its_lambda(
+    lfw_tree: Path, tmp_path: Path
+) -> None:
+    """Keras' mnist_siamese pattern saved by Keras 2 (tf_keras): a shared functional base, a Euclidean Lambda as the
+    output; the file's marshalled Lambda never runs."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tf_keras")
+    a, b = model_inputs(lfw_tree, load_pairs(lfw_tree / "pairsDevTest.txt").pairs, lambda x: x / 255)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    made = subprocess.run([sys.executable, "-c", KERAS2_CONTRASTIVE, str(tmp_path)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+    (tmp_path / MARK).unlink(missing_ok=True)  # predicting ran it in Keras 2; lfwbench must not
+    scores, scorer = scored(tmp_path / "contrastive.h5", lfw_tree)
+    assert not (tmp_path / MARK).exists(), "the file's Lambda ran"
+    np.testing.assert_allclose(scores, np.load(tmp_path / "expected.npy"), atol=1e-5)
+    assert scorer.facts.score_kind == "distance" and any("taken as l2" in note for note in scorer.notes)
