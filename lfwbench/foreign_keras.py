@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from lfwbench import model as _lfwbench_layers  # noqa: F401  registers lfwbench's layers, which a twin handed over names
+from lfwbench.engine import embed_batches
 from lfwbench.errors import CheckpointError, LfwbenchError
 from lfwbench.files import file_digest
 from lfwbench.foreign_models import ModelOptions, embedding_scorer, fitted_preprocessing, image_input, vector_output
@@ -220,9 +221,9 @@ def _rewritten(path: Path, config: dict, kind: str, folder: Path) -> Path:
     return copy
 
 
-def load_foreign(path: Path, lambdas: Sequence[str]) -> tuple[keras.Model, list[str]]:
-    """A Keras model of any architecture, loaded in safe mode with every Lambda replaced; and notes on what was
-    assumed. No code from the file runs."""
+def load_foreign(path: Path, lambdas: Sequence[str]) -> tuple[keras.Model, list[str], dict]:
+    """A Keras model of any architecture, loaded in safe mode with every Lambda replaced; notes on what was
+    assumed; the config it was loaded from. No code from the file runs."""
     config, kind = _stored_config(path)
     chosen = _choose_ops(path, config, lambdas)
     notes = [
@@ -230,14 +231,71 @@ def load_foreign(path: Path, lambdas: Sequence[str]) -> tuple[keras.Model, list[
         for r in chosen
         if r.assumed
     ]
+    replaced = _replaced(config, {r.name: r.op for r in chosen})
     try:
         with tempfile.TemporaryDirectory() as folder:
-            source = _rewritten(path, _replaced(config, {r.name: r.op for r in chosen}), kind, Path(folder))
-            model = keras.saving.load_model(source, compile=False, safe_mode=True)
+            model = keras.saving.load_model(
+                _rewritten(path, replaced, kind, Path(folder)), compile=False, safe_mode=True
+            )
     except Exception as error:  # Keras raises many types for a layer it does not know or a graph that does not fit
-        message = " ".join(str(error).split())[:300] or type(error).__name__
-        raise CheckpointError(f"{path}: cannot load ({message})") from None
-    return model, notes
+        raise CheckpointError(f"{path}: cannot load ({_said(error)})") from None
+    return model, notes, replaced
+
+
+def _said(error: Exception) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+NESTED = ("Functional", "Model", "Sequential")
+
+
+def _redirected(value: object, tower: str, embeddings: dict[int, str]) -> object:
+    """Node references to the tower's k-th call turned into references to embedding input k (either format)."""
+    if isinstance(value, dict):
+        history = (
+            value.get("config", {}).get("keras_history") if value.get("class_name") == "__keras_tensor__" else None
+        )
+        if history and history[0] == tower:
+            return {**value, "config": {**value["config"], "keras_history": [embeddings[history[1]], 0, 0]}}
+        return {key: _redirected(item, tower, embeddings) for key, item in value.items()}
+    if isinstance(value, list):
+        if len(value) >= 3 and value[0] == tower and isinstance(value[1], int):
+            return [embeddings[value[1]], 0, 0, *value[3:]]
+        return [_redirected(item, tower, embeddings) for item in value]
+    return value
+
+
+def split_siamese(model: keras.Model, config: dict) -> tuple[keras.Model, keras.Model] | None:
+    """tower(a), tower(b), then a head: the shared tower and the head as a model of the two embeddings (weights
+    copied), so that each distinct image is embedded once; None for any other graph."""
+    inner = config.get("config", {})
+    inputs = [ref[0] for ref in inner.get("input_layers", [])]
+    if len(inputs) != 2:
+        return None
+    for layer in inner.get("layers", []):
+        calls = [_sources(node) for node in layer.get("inbound_nodes", [])]
+        if layer.get("class_name") in NESTED and sorted(calls) == sorted([[inputs[0]], [inputs[1]]]):
+            tower = layer["config"]["name"]
+            break
+    else:
+        return None
+    names = [f"lfwbench_embedding_{k}" for k in range(2)]
+    embeddings = {k: names[inputs.index(call[0])] for k, call in enumerate(calls)}
+    width = int(model.get_layer(tower).outputs[0].shape[-1])
+    head_inputs = [{"class_name": "InputLayer", "name": name, "inbound_nodes": [],
+                    "config": {"batch_shape": [None, width], "dtype": "float32", "sparse": False, "name": name}}
+                   for name in names]  # fmt: skip
+    rest = [layer for layer in inner["layers"] if layer["config"]["name"] not in (tower, *inputs)]
+    head_config = {**inner, "name": "head", "layers": head_inputs + _redirected(rest, tower, embeddings),
+                   "input_layers": [[name, 0, 0] for name in names]}  # fmt: skip
+    try:
+        head = keras.Model.from_config(head_config)
+        for layer in head.layers:
+            if layer.weights:
+                layer.set_weights(model.get_layer(layer.name).get_weights())
+    except Exception:  # a graph whose head cannot stand alone: scored as a whole, pair by pair
+        return None
+    return model.get_layer(tower), head
 
 
 def _keras_input(path: Path, model: keras.Model, index: int):
@@ -252,15 +310,18 @@ def _traced(model: keras.Model):
 
 @dataclass
 class KerasPairScorer:
-    """A two-input Keras model scoring pairs of images itself (each distinct image decoded once)."""
+    """A two-input Keras model: its shared tower embedding each distinct image once and its head scoring pairs of
+    embeddings, or (a graph that does not split) the whole model on pairs of images."""
 
     facts: ModelFacts
     inputs: list[Path]
     image_dir: Path
     prepare: Preprocessing
-    predict: object
+    predict: object  # the whole model on two batches of images, or None where `tower` and `head` split it
     batch_size: int
     flip: bool
+    tower: object = None
+    head: object = None
     run: Run | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -269,6 +330,14 @@ class KerasPairScorer:
             pairs, self.image_dir, self.prepare.spec, source,
             skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress,
         )  # fmt: skip
+        if self.predict is None:
+            engine = lambda batch: self.tower(self.prepare(batch))  # noqa: E731
+            vectors = embed_batches(engine, loaded.images, self.batch_size, self.flip, progress)
+            scores = np.concatenate([
+                self.head(vectors[loaded.left[k : k + 4096]], vectors[loaded.right[k : k + 4096]]).reshape(-1)
+                for k in range(0, len(loaded.left), 4096)
+            ]).astype(np.float64)  # fmt: skip
+            return ScoredPairs(loaded.pairs, scores, loaded.skipped, len(loaded.paths))
         scores = []
         for start in range(0, len(loaded.left), self.batch_size):
             a = loaded.images[loaded.left[start : start + self.batch_size]]
@@ -296,8 +365,9 @@ def _output_kind(path: Path, model: keras.Model, given: str | None) -> str:
 
 
 def open_keras(path: Path, root: Path, batch_size: int, flip: bool, options: ModelOptions):
-    """A Keras model that is not lfwbench's: one image input -> an embedding scorer, two -> a pair scorer."""
-    model, notes = load_foreign(path, options.lambdas)
+    """A Keras model that is not lfwbench's: one image input -> an embedding scorer, two -> a pair scorer (a tower
+    and a head where the graph splits so)."""
+    model, notes, config = load_foreign(path, options.lambdas)
     version = f"Keras {keras.__version__} on the CPU, float32"
     parameters = int(model.count_params())
     if len(model.inputs) == 1:
@@ -315,8 +385,14 @@ def open_keras(path: Path, root: Path, batch_size: int, flip: bool, options: Mod
         raise CheckpointError(f"{path}: its two inputs differ; a Siamese model takes two images of one kind")
     prepare = fitted_preprocessing(path, found, options)
     kind = _output_kind(path, model, options.score_kind)
+    split = split_siamese(model, config)
+    engine = f"{version}, each distinct image embedded once by the shared tower" if split else version
     facts = ModelFacts(
         name=path.stem, kind="Keras Siamese model", path=str(path), sha256=file_digest(path), score_kind=kind,
-        engine=version, preprocessing=prepare.describe(), parameters=parameters, input_shape=list(prepare.spec.shape),
+        engine=engine, preprocessing=prepare.describe(), parameters=parameters, input_shape=list(prepare.spec.shape),
     )  # fmt: skip
-    return KerasPairScorer(facts, [path], find_variant(root)[1], prepare, _traced(model), batch_size, flip, notes=notes)
+    image_dir = find_variant(root)[1]
+    if split:
+        tower, head = (_traced(part) for part in split)
+        return KerasPairScorer(facts, [path], image_dir, prepare, None, batch_size, flip, tower, head, notes=notes)
+    return KerasPairScorer(facts, [path], image_dir, prepare, _traced(model), batch_size, flip, notes=notes)

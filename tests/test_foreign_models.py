@@ -94,6 +94,7 @@ def test_a_lambda_siamese_loads_without_running_its_lambda(lfw_tree: Path, tmp_p
     assert not (tmp_path / MARK).exists(), "the file's Lambda ran"
     assert scorer.facts.kind == "Keras Siamese model" and scorer.facts.score_kind == "probability"
     assert any("Lambda 'distance' taken as abs-diff" in note for note in scorer.notes)
+    assert "each distinct image embedded once by the shared tower" in scorer.facts.engine
     reference = keras.saving.load_model(path, safe_mode=False, custom_objects=code)  # Keras' own, code and all
     a, b = model_inputs(lfw_tree, load_pairs(lfw_tree / "pairsDevTest.txt").pairs, lambda x: x / 255)
     np.testing.assert_allclose(scores, reference.predict([a, b], verbose=0).ravel(), atol=1e-5)
@@ -137,6 +138,18 @@ def test_a_siamese_without_lambda_scores_as_keras_predicts(lfw_tree: Path, tmp_p
     x, y = model_inputs(lfw_tree, load_pairs(lfw_tree / "pairsDevTest.txt").pairs, lambda v: v / 127.5 - 1)
     np.testing.assert_allclose(scores, model.predict([x, y], verbose=0).ravel(), atol=1e-5)
     assert scorer.notes == [] and "(x - 127.5) / 127.5 (-1-1)" in scorer.facts.preprocessing
+
+
+def test_a_two_input_model_without_a_shared_tower_scores_pair_by_pair(lfw_tree: Path, tmp_path: Path) -> None:
+    keras.utils.set_random_seed(1)
+    a, b = keras.Input((SIDE, SIDE, 3)), keras.Input((SIDE, SIDE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Concatenate()([a, b]))
+    model = keras.Model([a, b], keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / "stacked.keras")
+    scores, scorer = scored(tmp_path / "stacked.keras", lfw_tree)
+    x, y = model_inputs(lfw_tree, load_pairs(lfw_tree / "pairsDevTest.txt").pairs, lambda v: v / 255)
+    np.testing.assert_allclose(scores, model.predict([x, y], verbose=0).ravel(), atol=1e-5)
+    assert "embedded once" not in scorer.facts.engine
 
 
 def onnx_tower(path: Path, inputs: int = 1, output_rank: int = 2) -> Path:
@@ -285,3 +298,4 @@ def test_a_keras2_contrastive_model_loads_as_a_distance_without_running_its_lamb
     assert not (tmp_path / MARK).exists(), "the file's Lambda ran"
     np.testing.assert_allclose(scores, np.load(tmp_path / "expected.npy"), atol=1e-5)
     assert scorer.facts.score_kind == "distance" and any("taken as l2" in note for note in scorer.notes)
+    assert "each distinct image embedded once" in scorer.facts.engine
