@@ -69,7 +69,7 @@ def test_a_keras_embedding_model_scores_as_keras_embeds(lfw_tree: Path, tmp_path
 MARK = "lambda-ran.txt"
 
 
-def siamese_with_lambda(folder: Path, head: str = "dense") -> tuple[Path, dict]:
+def siamese_with_lambda(folder: Path, head: str = "dense", suffix: str = ".keras") -> tuple[Path, dict]:
     """Koch's tutorial shape: tower(a), tower(b), a Lambda |a - b|, Dense(1, sigmoid); the Lambda leaves a mark if
     it ever runs. Also the custom objects Keras itself needs to load it (the function the file names)."""
     mark = str(folder / MARK)
@@ -82,14 +82,15 @@ def siamese_with_lambda(folder: Path, head: str = "dense") -> tuple[Path, dict]:
     a, b = keras.Input((SIDE, SIDE, 3)), keras.Input((SIDE, SIDE, 3))
     distance = keras.layers.Lambda(joined, name="distance")([shared(a), shared(b)])
     output = keras.layers.Dense(1, activation="sigmoid")(distance) if head == "dense" else distance
-    path = folder / "siamese.keras"
+    path = folder / f"siamese{suffix}"
     keras.Model([a, b], output).save(path)
     (folder / MARK).unlink(missing_ok=True)  # building it ran the Lambda; only loading matters from here
     return path, {"joined": joined}
 
 
-def test_a_lambda_siamese_loads_without_running_its_lambda(lfw_tree: Path, tmp_path: Path) -> None:
-    path, code = siamese_with_lambda(tmp_path)
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_lambda_siamese_loads_without_running_its_lambda(lfw_tree: Path, tmp_path: Path, suffix: str) -> None:
+    path, code = siamese_with_lambda(tmp_path, suffix=suffix)
     scores, scorer = scored(path, lfw_tree)
     assert not (tmp_path / MARK).exists(), "the file's Lambda ran"
     assert scorer.facts.kind == "Keras Siamese model" and scorer.facts.score_kind == "probability"
