@@ -86,7 +86,12 @@ def _engine(
     preset = preset or model.name.removeprefix("siamese_")
     if engine == "int8":
         bundle = export_bundle(model, [sha256], preset)
-        write_bundle(cached, bundle)
+        try:
+            write_bundle(cached, bundle)
+        except OSError as error:  # a cache that cannot be written costs the next run a conversion, nothing more
+            warn(
+                f"{error.filename or cached}: int8 twin not cached ({error.strerror}); it is converted again next time"
+            )
         return _bundle_engine(bundle, batch_size, flip)
     embed = keras_engine(model)
 

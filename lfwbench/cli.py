@@ -389,15 +389,24 @@ def job_runner(ray_address: str | None, cpus_per_job: float, gpus_per_job: float
     return Runner(ray_address, cpus_per_job, gpus_per_job)
 
 
+VIEW2_FOLDS = 10  # pairs.txt's folds
+
+
 def parse_folds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     """`1-10` or `1,4,7` -> the fold numbers."""
     try:
         if "-" in value:
             first, last = (int(part) for part in value.split("-"))
-            return list(range(first, last + 1))
-        return sorted({int(part) for part in value.split(",")})
+            if first > last:
+                raise ValueError
+            folds = list(range(first, last + 1)) if 1 <= first and last <= VIEW2_FOLDS else []
+        else:
+            folds = sorted({int(part) for part in value.split(",")})
     except ValueError:
-        raise click.BadParameter(f"expected a range like 1-10 or a list like 1,4,7, got {value!r}") from None
+        raise click.BadParameter(f"expected a range like 1-10 or a list like 1,4,7, got {value[:40]!r}") from None
+    if not folds or not all(1 <= fold <= VIEW2_FOLDS for fold in folds):
+        raise click.BadParameter(f"View 2 has folds 1 to {VIEW2_FOLDS}, got {value[:40]!r}")
+    return folds
 
 
 @main.command()
@@ -518,8 +527,9 @@ GATE_EXIT = 3  # below --fail-under: distinct from errors (1) and usage (2)
 def check_gate(figures: list[tuple[float, str]], fail_under: float | None) -> None:
     """Exit 3 when a gated figure is below --fail-under: a result below the bar, not an error."""
     for value, label in figures:
-        if fail_under is not None and value < fail_under:
-            echo_err(f"Below the gate: {label} {value:.4f} < --fail-under {fail_under}")
+        if fail_under is not None and not (value is not None and value >= fail_under):  # NaN or none: not passed
+            shown = "n/a" if value is None or value != value else f"{value:.4f}"
+            echo_err(f"Below the gate: {label} {shown} < --fail-under {fail_under}")
             click.get_current_context().exit(GATE_EXIT)
 
 

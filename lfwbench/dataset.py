@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lfwbench.errors import ImageError
-from lfwbench.images import UnusableImage, find_variant, image_path, read_header
+from lfwbench.images import UnusableImage, find_variant, image_path, read_header, read_image_file
 from lfwbench.pairs import DIFFERENT, SAME, VIEW1_LISTS, VIEW2_LIST, Pair, load_pairs, people_of, split_by_person
 
 
@@ -44,8 +44,11 @@ def count_images(image_dir: Path) -> dict[str, int]:
     """Images per person, read from the folders (one scandir each, no decoding)."""
     counts = {}
     for entry in os.scandir(image_dir):
-        if entry.is_dir():
-            counts[entry.name] = sum(1 for name in os.listdir(entry.path) if name.lower().endswith(".jpg"))
+        try:
+            if entry.is_dir():
+                counts[entry.name] = sum(1 for name in os.listdir(entry.path) if name.lower().endswith(".jpg"))
+        except OSError:  # a folder that cannot be listed (a symlink loop, no permission) holds no usable images
+            continue
     return counts
 
 
@@ -84,12 +87,10 @@ def check_data(root: Path, pair_files: list[Path] | None = None) -> DataCheck:
 
 def inspect_image(path: Path, odd: Counter[str]) -> str:
     """Why the image cannot be used ("" when it can), counting how a usable one is odd in `odd`."""
-    try:
-        header = read_header(path.read_bytes())
-    except FileNotFoundError:
+    if not path.exists():
         return "missing"
-    except OSError as error:
-        return f"unreadable ({error.strerror})"
+    try:
+        header = read_header(read_image_file(path))
     except UnusableImage as problem:
         return str(problem)
     if header.odd:

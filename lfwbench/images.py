@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ VARIANT_DIRS = (
 LFW_SIDE = 250  # every LFW variant stores 250x250 images
 MAX_SIDE = 4096  # larger declared sizes are refused before decoding; OpenCV's own limit is lowered to match
 MIN_SIDE = 32  # smaller images hold no face worth scoring
+MAX_FILE_BYTES = 8 << 20  # an LFW image is under 100 KB: a file of more than 8 MB is no face image
 CACHE_FORMAT = 1
 DATA_HELP = "pass --data DIR or set LFWBENCH_DATA; `lfwbench data fetch --dest DIR` downloads the data set"
 
@@ -150,16 +152,28 @@ def read_header(content: bytes) -> ImageHeader:
     return header
 
 
+def read_image_file(path: str | Path) -> bytes:
+    """An image file's bytes, its size checked first (an LFW image is under 100 KB; a 6 GB file is refused
+    unread), and only from a regular file (a fifo would block)."""
+    try:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            raise UnusableImage("not a regular file")
+        if status.st_size > MAX_FILE_BYTES:
+            raise UnusableImage(f"too large a file ({status.st_size:,} bytes; at most {MAX_FILE_BYTES:,})")
+        with open(path, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise UnusableImage(f"unreadable ({error.strerror})") from None
+
+
 def decode_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
     """Decode, centre-crop and resize one image to uint8 HxWxC (RGB) after checking its header; `UnusableImage`
     says why a file cannot be used.
 
     JPEG is decoded at half scale when that still leaves enough pixels, which halves the decoding time.
     """
-    try:
-        content = Path(path).read_bytes()
-    except OSError as error:
-        raise UnusableImage(f"unreadable ({error.strerror})") from None
+    content = read_image_file(path)
     read_header(content)
     side = spec.crop or LFW_SIDE
     factor = 2 if side // 2 >= spec.size else 1

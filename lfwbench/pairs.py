@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ DIFFERENT = 0
 VIEW1_LISTS = ("pairsDevTrain.txt", "pairsDevTest.txt")
 VIEW2_LIST = "pairs.txt"
 VIEW2_PEOPLE = "people.txt"
+MAX_LIST_BYTES = 64 << 20  # a list is read whole: pairs.txt is 100 KB, 200,000 pairs about 6 MB
 PROTOCOL_FILES = (*VIEW1_LISTS, "peopleDevTrain.txt", "peopleDevTest.txt", VIEW2_LIST, VIEW2_PEOPLE, "lfw-names.txt")
 
 
@@ -87,9 +90,14 @@ def check_index(path: Path, line: int, text: str) -> int:
 def _read_lines(path: Path) -> list[str]:
     """The file's lines as UTF-8 (a leading byte order mark is allowed); errors name the line they are on."""
     try:
-        content = path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PairListError(path, 1, "not a regular file (a fifo or device would never end)")
+        with open(path, "rb") as handle:
+            content = handle.read(MAX_LIST_BYTES + 1)
     except OSError as error:
         raise PairListError(path, 1, f"cannot read the file ({error.strerror})") from None
+    if len(content) > MAX_LIST_BYTES:
+        raise PairListError(path, 1, f"larger than {MAX_LIST_BYTES >> 20} MB: no LFW list is (pairs.txt is 100 KB)")
     try:
         lines = content.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as error:

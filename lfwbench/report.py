@@ -487,9 +487,15 @@ def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
     return rows
 
 
+def _markdown(text: str) -> str:
+    """A table cell that stays one cell of text: pipes, HTML and line breaks escaped."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return " ".join(escaped.split())
+
+
 def summary_markdown(results: list[Results]) -> str:
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in summary_rows(results)]
+    lines += ["| " + " | ".join(_markdown(cell) for cell in row) + " |" for row in summary_rows(results)]
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ import dacite
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import write_csv, write_json
 from lfwbench.machine import Environment
-from lfwbench.metrics import Metrics, Rates, direction
+from lfwbench.metrics import Metrics, Rates, direction, mean_and_spread
 
 SCHEMA_VERSION = 3  # 3: any input and kind of score (ModelFacts.kind, score_kind), pairs by image number; older: re-run
 CROSSVAL_SCHEMA = 1
@@ -248,7 +248,15 @@ class Crossval:
 
     @classmethod
     def from_dict(cls, data: dict) -> Crossval:
-        return typed(cls, data, "crossval")
+        """The crossval as stored, its folds checked and its summary recomputed from them (never taken on trust)."""
+        crossval = typed(cls, data, "crossval")
+        if not crossval.folds:
+            raise LfwbenchError("holds no folds; run lfwbench crossval")
+        bad = [row.fold for row in crossval.folds if not 0 <= row.accuracy <= 1]  # NaN fails both comparisons
+        if bad:
+            raise LfwbenchError(f"fold {bad[0]}'s accuracy is not a number in [0, 1]; run lfwbench crossval again")
+        crossval.summary = mean_and_spread([row.accuracy for row in crossval.folds])
+        return crossval
 
 
 def write_crossval(folder: Path, crossval: Crossval, json_name: str, csv_name: str) -> None:

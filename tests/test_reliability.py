@@ -12,6 +12,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -513,3 +514,70 @@ def test_progress_bars_show_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) 
         with progress_bar(range(3), "Loading images") as bar:
             assert list(bar) == [0, 1, 2]
         assert ("Loading images" in stream.getvalue()) == terminal
+
+
+# --- session 8: gates, folds, bounded reads, odd files ----------------------------------------------------------
+
+
+def test_a_gate_fails_on_nan(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    results = make_results(lfw_tree)
+    results.metrics.auc = float("nan")
+    write_results(tmp_path / "r.json", results)
+    args = ["report", "--results", tmp_path / "r.json", "--out", tmp_path / "p.html", "--plotlyjs", "cdn"]
+    result = invoke(*args, "--fail-under", "0.5", "--gate", "auc")
+    assert result.exit_code == 3 and "AUC n/a < --fail-under 0.5" in result.output, result.output
+
+
+@pytest.mark.parametrize("folds", ["10-1", "0-3", "1-1000000000", "11", "1,2,x", ""])
+def test_crossval_folds_outside_view2_are_a_usage_error(lfw_tree: Path, tmp_path: Path, folds: str) -> None:
+    result = invoke("crossval", "--data", lfw_tree, "--preset", "tiny", "--folds", folds, "--runs", tmp_path / "cv")
+    assert result.exit_code == 2 and "--folds" in result.output and not (tmp_path / "cv").exists(), result.output
+
+
+def test_a_crossval_file_is_checked_and_its_summary_recomputed(tmp_path: Path) -> None:
+    from lfwbench.results import Crossval, FoldRow, read_crossval, write_crossval
+
+    rows = [FoldRow(k, 600, 0.8 + 0.01 * k, 0.1, 0.9, 0.8, 0.9, 0.8, 0, 1.0, f"f{k}") for k in (1, 2)]
+    curve = {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0], "threshold": [1.0, 0.0]}
+    stored = Crossval({}, rows, 10, {"mean": 0.99, "std": 0.0, "standard_error": 0.0}, curve, curve, {})
+    write_crossval(tmp_path, stored, "cv.json", "cv.csv")
+    assert read_crossval(tmp_path / "cv.json").summary["mean"] == pytest.approx(0.815)  # never the stored 0.99
+    for folds, message in (([], "holds no folds"), ([replace(rows[0], accuracy=float("nan"))], "not a number")):
+        write_json(tmp_path / "cv.json", asdict(replace(stored, folds=folds)))
+        with pytest.raises(LfwbenchError, match=message):
+            read_crossval(tmp_path / "cv.json")
+
+
+def test_an_image_file_too_large_or_not_regular_is_refused_unread(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as handle:  # sparse: 6 GB on paper, nothing on disk
+        handle.write(jpeg_header(200, 200))
+        handle.truncate(6 << 30)
+    with pytest.raises(UnusableImage, match="too large a file"):
+        decode_image(huge, ImageSpec(32, 3))
+    fifo = tmp_path / "fifo.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(UnusableImage, match="not a regular file"):
+        decode_image(fifo, ImageSpec(32, 3))
+
+
+def test_a_fifo_as_a_pair_list_is_one_line_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "pairs.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(PairListError, match="pairs.txt:1: not a regular file"):
+        load_pairs(fifo)
+
+
+def test_a_person_folder_that_is_a_symlink_loop_is_passed_over(fresh_tree: Path) -> None:
+    from lfwbench.dataset import data_stats
+
+    (fresh_tree / "lfw-deepfunneled" / "Loop_Person").symlink_to(fresh_tree / "lfw-deepfunneled" / "Loop_Person")
+    assert data_stats(fresh_tree)["people"] == 12
+
+
+def test_the_markdown_summary_escapes_what_it_prints(make_results, lfw_tree: Path) -> None:
+    from lfwbench.report import summary_markdown
+
+    table = summary_markdown([make_results(lfw_tree, name="<script>x</script>\nrow | two")])
+    assert "<script>" not in table and "&lt;script&gt;" in table and "row \\| two" in table
+    assert len(table.strip().splitlines()) == 3

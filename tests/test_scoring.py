@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import IMAGES_PER_PERSON, TEST_PEOPLE, TRAIN_PEOPLE, write_list
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics.pairwise import cosine_similarity
 
@@ -23,7 +22,6 @@ from lfwbench.pairs import load_pairs
 from lfwbench.precomputed import open_embeddings, open_scores
 from lfwbench.scoring import image_key
 
-PEOPLE = TRAIN_PEOPLE + TEST_PEOPLE
 FOLDS = 10
 
 
@@ -31,14 +29,21 @@ def invoke(*args) -> object:
     return CliRunner().invoke(main, [str(arg) for arg in args])
 
 
-def vectors_of(seed: int = 0, width: int = 16, noise: float = 0.9) -> dict[str, np.ndarray]:
+def people_of(tree: Path) -> dict[str, int]:
+    """The tree's people and how many images each has, read from its folders."""
+    folders = sorted((tree / "lfw-deepfunneled").iterdir())
+    return {folder.name: len(list(folder.glob("*.jpg"))) for folder in folders}
+
+
+def vectors_of(tree: Path, seed: int = 0, width: int = 16, noise: float = 0.9) -> dict[str, np.ndarray]:
     """Every image of the synthetic tree: a direction per person plus noise, so that 'same' pairs are closer."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(len(PEOPLE), width))
+    people = people_of(tree)
+    centres = rng.normal(size=(len(people), width))
     return {
         image_key(name, index): centres[k] + noise * rng.normal(size=width)
-        for k, name in enumerate(PEOPLE)
-        for index in range(1, IMAGES_PER_PERSON + 1)
+        for k, (name, count) in enumerate(people.items())
+        for index in range(1, count + 1)
     }
 
 
@@ -55,19 +60,20 @@ def write_embeddings_csv(path: Path, vectors: dict[str, np.ndarray]) -> Path:
 
 
 @pytest.fixture
-def view2_list(tmp_path: Path) -> Path:
+def view2_list(lfw_tree: Path, tmp_path: Path) -> Path:
     """A ten-fold View 2 list over the synthetic people: per fold 3 same and 3 different pairs."""
     rng = np.random.default_rng(7)
+    people = list(people_of(lfw_tree))
     lines = []
     for _ in range(FOLDS):
         for _ in range(3):
-            name = PEOPLE[rng.integers(len(PEOPLE))]
-            i, j = rng.choice(np.arange(1, IMAGES_PER_PERSON + 1), 2, replace=False)
+            name = people[rng.integers(len(people))]
+            i, j = rng.choice(np.arange(1, people_of(lfw_tree)[name] + 1), 2, replace=False)
             lines.append(f"{name}\t{i}\t{j}")
         for _ in range(3):
-            a, b = rng.choice(len(PEOPLE), 2, replace=False)
-            lines.append(f"{PEOPLE[a]}\t{rng.integers(1, 5)}\t{PEOPLE[b]}\t{rng.integers(1, 5)}")
-    write_list(tmp_path / "pairs.txt", f"{FOLDS}\t3", lines)
+            a, b = rng.choice(len(people), 2, replace=False)
+            lines.append(f"{people[a]}\t{rng.integers(1, 5)}\t{people[b]}\t{rng.integers(1, 5)}")
+    (tmp_path / "pairs.txt").write_text("\n".join([f"{FOLDS}\t3", *lines]) + "\n")
     return tmp_path / "pairs.txt"
 
 
@@ -93,8 +99,10 @@ def independent_view2(pair_path: Path, vectors: dict[str, np.ndarray]) -> tuple[
     return accuracies, verdicts.tolist()
 
 
-def test_view2_on_embeddings_matches_an_independent_computation(view2_list: Path, tmp_path: Path) -> None:
-    vectors = vectors_of()
+def test_view2_on_embeddings_matches_an_independent_computation(
+    view2_list: Path, lfw_tree: Path, tmp_path: Path
+) -> None:
+    vectors = vectors_of(lfw_tree)
     results = evaluate(open_embeddings(write_npz(tmp_path / "e.npz", vectors)), None, view2_list, view2=True)
     accuracies, verdicts = independent_view2(view2_list, vectors)
     view2 = results.metrics.view2
@@ -113,7 +121,7 @@ def test_view2_on_embeddings_matches_an_independent_computation(view2_list: Path
 
 
 def test_npz_and_csv_embeddings_give_the_same_figures(lfw_tree: Path, tmp_path: Path) -> None:
-    vectors = vectors_of()
+    vectors = vectors_of(lfw_tree)
     npz = evaluate(open_embeddings(write_npz(tmp_path / "e.npz", vectors)), lfw_tree)
     csv = evaluate(open_embeddings(write_embeddings_csv(tmp_path / "e.csv", vectors)), lfw_tree)
     assert [p.score for p in npz.pairs] == pytest.approx([p.score for p in csv.pairs], abs=1e-9)
@@ -124,7 +132,7 @@ def test_npz_and_csv_embeddings_give_the_same_figures(lfw_tree: Path, tmp_path: 
 
 
 def test_euclidean_is_a_distance_judged_below_its_threshold(lfw_tree: Path, tmp_path: Path) -> None:
-    path = write_npz(tmp_path / "e.npz", vectors_of())
+    path = write_npz(tmp_path / "e.npz", vectors_of(lfw_tree))
     results = evaluate(open_embeddings(path, "euclidean"), lfw_tree)
     threshold = results.operating_point.threshold
     assert results.model.score_kind == "distance"
@@ -163,7 +171,7 @@ def test_every_kind_of_score_gives_the_same_verdicts_in_its_own_units(lfw_tree: 
 
 
 def test_predictions_read_back_as_scores_give_the_same_figures(lfw_tree: Path, tmp_path: Path) -> None:
-    npz = write_npz(tmp_path / "e.npz", vectors_of())
+    npz = write_npz(tmp_path / "e.npz", vectors_of(lfw_tree))
     first = invoke("evaluate", "--embeddings", npz, "--data", lfw_tree, "--out", tmp_path / "a.json",
                    "--predictions", tmp_path / "p.csv")  # fmt: skip
     assert first.exit_code == 0, first.output
@@ -194,7 +202,7 @@ except SystemExit as exit:
 
 
 def test_embeddings_and_scores_import_no_tensorflow(lfw_tree: Path, tmp_path: Path) -> None:
-    npz = write_npz(tmp_path / "e.npz", vectors_of())
+    npz = write_npz(tmp_path / "e.npz", vectors_of(lfw_tree))
     pairs = load_pairs(lfw_tree / "pairs.txt").pairs
     scores = scores_file(tmp_path / "s.csv", pairs, np.linspace(0, 1, len(pairs)))
     for args in (
@@ -208,7 +216,7 @@ def test_embeddings_and_scores_import_no_tensorflow(lfw_tree: Path, tmp_path: Pa
 
 
 def test_a_missing_threshold_source_is_one_line_naming_the_ways(lfw_tree: Path, tmp_path: Path) -> None:
-    npz = write_npz(tmp_path / "e.npz", vectors_of())
+    npz = write_npz(tmp_path / "e.npz", vectors_of(lfw_tree))
     result = invoke(
         "evaluate", "--embeddings", npz, "--pairs", lfw_tree / "pairsDevTest.txt", "--out", tmp_path / "o.json"
     )
@@ -221,13 +229,13 @@ def test_a_missing_threshold_source_is_one_line_naming_the_ways(lfw_tree: Path, 
 
 
 def test_far_without_pairs_to_choose_it_on_is_refused(lfw_tree: Path, tmp_path: Path) -> None:
-    npz = write_npz(tmp_path / "e.npz", vectors_of())
+    npz = write_npz(tmp_path / "e.npz", vectors_of(lfw_tree))
     result = invoke("evaluate", "--embeddings", npz, "--pairs", lfw_tree / "pairsDevTest.txt", "--far", "0.1")
     assert result.exit_code == 1 and "no pairs to choose a threshold on" in result.output
 
 
-def bad_npz(path: Path, case: str) -> Path:
-    vectors = vectors_of()
+def bad_npz(tree: Path, path: Path, case: str) -> Path:
+    vectors = vectors_of(tree)
     keys, values = list(vectors), np.stack(list(vectors.values()))
     if case == "nan":
         values[3, 2] = np.nan
@@ -275,7 +283,7 @@ def bad_npz(path: Path, case: str) -> Path:
 def test_a_bad_embeddings_file_is_one_line_and_writes_nothing(
     lfw_tree: Path, tmp_path: Path, case: str, message: str
 ) -> None:
-    path = bad_npz(tmp_path / "e.npz", case)
+    path = bad_npz(lfw_tree, tmp_path / "e.npz", case)
     result = invoke("evaluate", "--embeddings", path, "--data", lfw_tree, "--out", tmp_path / "o.json")
     lines = result.output.strip().splitlines()
     assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.output
@@ -284,7 +292,7 @@ def test_a_bad_embeddings_file_is_one_line_and_writes_nothing(
 
 
 def test_a_csv_with_a_short_row_names_its_line(lfw_tree: Path, tmp_path: Path) -> None:
-    path = write_embeddings_csv(tmp_path / "e.csv", vectors_of())
+    path = write_embeddings_csv(tmp_path / "e.csv", vectors_of(lfw_tree))
     lines = path.read_text().splitlines()
     lines[3] = ",".join(lines[3].split(",")[:-1])  # one value fewer: vectors of different lengths
     path.write_text("\n".join(lines) + "\n")
@@ -293,11 +301,12 @@ def test_a_csv_with_a_short_row_names_its_line(lfw_tree: Path, tmp_path: Path) -
 
 
 def test_missing_embeddings_name_the_image_and_line_or_are_skipped_and_counted(lfw_tree: Path, tmp_path: Path) -> None:
-    vectors = vectors_of()
-    del vectors[image_key(TEST_PEOPLE[0], 1)]
+    vectors = vectors_of(lfw_tree)
+    person = load_pairs(lfw_tree / "pairsDevTest.txt").pairs[0].name1
+    del vectors[image_key(person, 1)]
     path = write_npz(tmp_path / "e.npz", vectors)
     result = invoke("evaluate", "--embeddings", path, "--data", lfw_tree)
-    assert result.exit_code == 1 and f"pairsDevTest.txt:2: no embedding for {TEST_PEOPLE[0]}/" in result.output
+    assert result.exit_code == 1 and f"pairsDevTest.txt:2: no embedding for {person}/" in result.output
     skipped = evaluate(open_embeddings(path), lfw_tree, skip_missing=True)
     assert len(skipped.data.skipped_pairs) > 0
     assert len(skipped.pairs) + len(skipped.data.skipped_pairs) == len(load_pairs(lfw_tree / "pairsDevTest.txt"))
@@ -341,7 +350,7 @@ def test_score_kind_is_needed_and_checked(lfw_tree: Path, tmp_path: Path) -> Non
 
 
 def test_no_output_replaces_an_input_or_another_output(make_results, lfw_tree: Path, tmp_path: Path) -> None:
-    npz = write_npz(tmp_path / "e.npz", vectors_of())
+    npz = write_npz(tmp_path / "e.npz", vectors_of(lfw_tree))
     pair_list = tmp_path / "pairs.txt"
     pair_list.write_bytes((lfw_tree / "pairs.txt").read_bytes())
     before = {path: path.read_bytes() for path in (npz, pair_list)}
@@ -387,7 +396,7 @@ def three_kinds(make_results, lfw_tree: Path, tmp_path: Path) -> list[str]:
     from lfwbench.results import write_results
 
     write_results(tmp_path / "saved.json", make_results(lfw_tree, pairs=8))
-    npz = write_npz(tmp_path / "facenet.npz", vectors_of())
+    npz = write_npz(tmp_path / "facenet.npz", vectors_of(lfw_tree))
     pairs = [*load_pairs(lfw_tree / "pairsDevTrain.txt").pairs, *load_pairs(lfw_tree / "pairsDevTest.txt").pairs]
     distances = np.array([0.4 if p.label else 0.9 for p in pairs]) + np.random.default_rng(1).normal(0, 0.3, len(pairs))
     csv = scores_file(tmp_path / "arcface.csv", pairs, distances)
@@ -428,7 +437,7 @@ def test_a_three_kind_comparison_draws_in_chromium(chromium, make_results, lfw_t
 
 
 def test_messages_escape_control_characters_and_stay_short(lfw_tree: Path, tmp_path: Path) -> None:
-    vectors = vectors_of()
+    vectors = vectors_of(lfw_tree)
     path = write_npz(tmp_path / "\x1b[31mred.npz", vectors, **{"x" * 3000: np.zeros(1)})
     result = invoke("evaluate", "--embeddings", path, "--data", lfw_tree)
     assert result.exit_code == 0, result.output
