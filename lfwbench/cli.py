@@ -77,9 +77,10 @@ def main(context: click.Context, verbose: bool, quiet: bool) -> None:
 
     Example: lfwbench run --data ../shared/lfw --preset cpu
     """
-    from lfwbench.console import without_native_logs
+    from lfwbench.console import log_to_stderr, without_native_logs
 
     context.obj = {"quiet": quiet}
+    log_to_stderr(quiet)
     if not verbose:
         context.with_resource(without_native_logs())
 

@@ -8,6 +8,7 @@ runs, descriptor 2 feeds a pipe; a thread passes every line on to the real stder
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 import click
+
+from lfwbench.errors import one_line
 
 T = TypeVar("T")
 
@@ -61,6 +64,25 @@ def without_native_logs() -> Iterator[None]:
         os.dup2(original, 2)  # the pipe's last writer here closes: the pump drains it and ends
         thread.join(timeout=5)  # a child process still holding the pipe (a Ray worker) must not hold us
         os.close(original)
+
+
+LIBRARY = "lfwbench"  # the logger the library reports progress (INFO) and warnings (WARNING) through
+
+
+class _Terminal(logging.Handler):
+    """Records of the library's logger as lines on stderr: warnings prefixed, control characters escaped."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        click.echo(one_line(f"Warning: {message}" if record.levelno >= logging.WARNING else message), err=True)
+
+
+def log_to_stderr(quiet: bool) -> None:
+    """Render the library's one channel on stderr: progress unless `quiet`, warnings always."""
+    logger = logging.getLogger(LIBRARY)
+    logger.handlers = [_Terminal()]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
 
 
 def progress_bar(items: Iterable[T], label: str, shown: bool = True, length: int | None = None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import stat
 from collections.abc import Sequence
@@ -16,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import cv2
 import numpy as np
 from PIL import Image
@@ -42,6 +42,7 @@ MIN_SIDE = 32  # smaller images hold no face worth scoring
 MAX_FILE_BYTES = 8 << 20  # an LFW image is under 100 KB: a file of more than 8 MB is no face image
 CACHE_FORMAT = 1
 DATA_HELP = "pass --data DIR or set LFWBENCH_DATA; `lfwbench data fetch --dest DIR` downloads the data set"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ def _write_cache(array_path: Path, images: np.ndarray) -> None:
             np.save(handle, images, allow_pickle=False)
         write_json(array_path.with_suffix(".json"), {"blake2b": hashlib.blake2b(images.data).hexdigest()})
     except OSError as error:
-        click.echo(f"Warning: image cache not written ({error}); images will be decoded again next time", err=True)
+        log.warning(f"image cache not written ({error}); images will be decoded again next time")
 
 
 def sweep_cache(cache_dir: Path) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import click
 import numpy as np
 
 from lfwbench import runs
@@ -28,6 +28,7 @@ from lfwbench.plan import fold_pairs
 from lfwbench.results import Crossval, FoldRow, Results, read_results, write_crossval
 
 Report = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,7 +47,8 @@ class JobResult:
 
 
 def progress_line(message: str) -> None:
-    click.echo(message, err=True)  # stderr: stdout carries results (a Ray task's stays on its worker)
+    """A training job's epoch lines, through the library's channel (a Ray task's stay on its worker)."""
+    log.info(message)
 
 
 def _readable(path: Path) -> bool:

@@ -7,13 +7,13 @@ on a CPU without TensorFlow.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import click
 import keras
 import numpy as np
 import tensorflow as tf
@@ -32,6 +32,8 @@ from lfwbench.pairs import file_md5, people_of
 from lfwbench.person_batches import PairValidation, all_pairs_model, person_batches, with_pair_targets
 from lfwbench.plan import identity_rows, plan_lists, sampled_pairs, triples
 from lfwbench.presets import get_preset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,9 +113,7 @@ def prepare_data(config: TrainConfig, root: Path, progress: bool = True) -> Trai
         if failed:
             index, reason = next(iter(failed.items()))
             facts["pool_images_unusable"] = len(failed)
-            click.echo(
-                f"Warning: {len(failed)} pool image(s) unusable, left out (e.g. {paths[index]}: {reason})", err=True
-            )
+            log.warning(f"{len(failed)} pool image(s) unusable, left out (e.g. {paths[index]}: {reason})")
 
         def epoch_pairs(epoch: int) -> tuple[np.ndarray, ...]:
             return sampled_pairs(people_rows, count, np.random.default_rng([config.seed, epoch]))

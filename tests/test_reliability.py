@@ -327,12 +327,28 @@ def test_a_damaged_image_cache_entry_is_deleted_and_rebuilt(lfw_tree: Path, tmp_
     assert failed == {} and np.array_equal(np.load(entry), first)
 
 
-def test_a_cache_that_cannot_be_written_is_a_warning(lfw_tree: Path, tmp_path: Path, capsys) -> None:
+def test_a_cache_that_cannot_be_written_is_a_warning(lfw_tree: Path, tmp_path: Path, caplog) -> None:
     (tmp_path / "file").write_text("a file where the cache folder should be")
     paths = sorted((lfw_tree / "lfw-deepfunneled").glob("Train_*/*.jpg"))[:3]
-    images, failed = load_images(paths, ImageSpec(), tmp_path / "file" / "cache")
+    with caplog.at_level("WARNING", logger="lfwbench"):
+        images, failed = load_images(paths, ImageSpec(), tmp_path / "file" / "cache")
     assert len(images) == 3 and failed == {}
-    assert "Warning: image cache not written" in capsys.readouterr().err
+    assert [r.levelname for r in caplog.records if "image cache not written" in r.getMessage()] == ["WARNING"]
+
+
+def test_the_library_reports_through_one_channel_that_quiet_silences(capsys) -> None:
+    import logging
+
+    from lfwbench.console import log_to_stderr
+    from lfwbench.jobs import progress_line
+
+    for quiet in (True, False):
+        log_to_stderr(quiet)
+        progress_line("fold01: epoch 1/30")
+        logging.getLogger("lfwbench.images").warning("cache not written \x1b[31m")
+        err = capsys.readouterr().err
+        assert ("fold01: epoch 1/30" in err) is not quiet
+        assert "Warning: cache not written \\x1b[31m" in err  # warnings always show, escaped
 
 
 def test_a_killed_writers_leftovers_are_swept_from_the_cache(lfw_tree: Path, tmp_path: Path) -> None:
