@@ -12,6 +12,7 @@ import numpy as np
 
 from lfwbench.checkpoints import read_stamp
 from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
+from lfwbench.errors import CheckpointError
 from lfwbench.files import file_digest
 from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
 from lfwbench.pairs import Pair
@@ -119,6 +120,10 @@ def open_checkpoint(
     score, facts, engine_name = _engine(model_path, sha256, engine, preset, batch_size, flip, notes.append)
     size, _, channels = facts["input_shape"]
     spec = stamp.spec if stamp is not None else run.image_spec if run is not None else ImageSpec(size, channels, 0)
+    if (spec.size, spec.channels) != (size, channels):
+        raise CheckpointError(
+            f"{model_path}: says it takes {spec.shape} images, but its model takes {size}x{size}x{channels}"
+        )
     model = ModelFacts(
         name=model_name(model_path), kind="lfwbench checkpoint", path=str(model_path), sha256=sha256,
         score_kind="probability", engine=engine_name, preprocessing=spec.describe() + ", scaled to [0, 1] by the model",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from lfwbench.errors import CheckpointError
+from lfwbench.errors import CheckpointError, brief
 from lfwbench.files import replacing
 from lfwbench.images import ImageSpec
 from lfwbench.presets import ConvBlock, Preset
@@ -110,7 +110,12 @@ def read_stamp(path: str | Path) -> Stamp | None:
             return None
         fields = json.loads(_text(stamp))
         preset = fields.pop("preset", None)
-        return Stamp(ImageSpec(**fields), preset)
+        spec = ImageSpec(**fields)
+        if not (16 <= spec.size <= 4096 and spec.channels in (1, 3) and 0 <= spec.crop <= 250):
+            raise ValueError(f"stamp {brief(fields)} is no image a model takes")
+        if preset is not None and not isinstance(preset, str):
+            raise ValueError(f"stamp preset {brief(preset)}")
+        return Stamp(spec, preset)
     except (OSError, ValueError, TypeError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from lfwbench import __version__
+from lfwbench.config import DEFAULTS
 from lfwbench.errors import LfwbenchError, one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
@@ -136,7 +137,9 @@ def data_check(data: Path | None, pair_files: tuple[Path, ...]) -> None:
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here."
 )
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
+@click.option(
+    "--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.val_fraction, show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the by-person validation split.")
 def data_stats(data: Path | None, json_path: Path | None, val_fraction: float, seed: int) -> None:
     """People, images and per-split pair counts, as the original notebook printed them.
@@ -207,7 +210,7 @@ def training_options(grid: bool = False):
         click.option(
             "--preset",
             type=click.Choice(list(PRESETS)),
-            default="cpu",
+            default=DEFAULTS.preset,
             show_default=True,
             help="; ".join(f"{name}: {preset.measured}" for name, preset in PRESETS.items()) + ".",
         ),
@@ -218,7 +221,7 @@ def training_options(grid: bool = False):
             "--dropout",
             type=click.FloatRange(0, 1, max_open=True),
             multiple=grid,
-            default=() if grid else 0.3,
+            default=() if grid else DEFAULTS.dropout,
             show_default=not grid,
             help="Dropout before the last unit." + many,
         ),
@@ -229,7 +232,7 @@ def training_options(grid: bool = False):
         click.option(
             "--val-fraction",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            default=0.2,
+            default=DEFAULTS.val_fraction,
             show_default=True,
             help="Share of training pairs held out for validation, split by person.",
         ),
@@ -426,7 +429,7 @@ def search(data: Path | None, out: Path, ray_address, cpus_per_job, gpus_per_job
     values = {name: options.pop(name) for name in GRID_OPTIONS}
     combinations = grid(**{name: chosen for name, chosen in values.items() if chosen})
     runner = job_runner(ray_address, cpus_per_job, gpus_per_job)
-    base = train_config({**options, "dropout": 0.3})
+    base = train_config({**options, "dropout": DEFAULTS.dropout})
     rows = search_runs(base, resolve_data_root(data), out, combinations, runner, progress)
     for row in rows:
         click.echo(f"{row['run']:<50} val_accuracy {row['best_val_accuracy']:.4f}  val_loss {row['best_val_loss']:.4f}")

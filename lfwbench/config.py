@@ -21,7 +21,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 class TrainConfig:
     """Every choice a run depends on; `None` fields take the preset's defaults (see `resolved`)."""
 
-    preset: str = "quick"
+    preset: str = "cpu"  # the CLI's default too: every default of a run is written here once
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -114,3 +114,6 @@ class TrainConfig:
     def steps_per_epoch(self, pairs: int) -> int:
         """Batches of an epoch of `pairs` training pairs: pair batches, or as many twin passes in person batches."""
         return 2 * pairs // self.person_batch if self.person_batch else pairs // self.batch_size
+
+
+DEFAULTS = TrainConfig()  # what the command line shows as each option's default

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lfwbench.config import DEFAULTS
 from lfwbench.dataset import data_stats
 from lfwbench.errors import LfwbenchError
 from lfwbench.images import find_variant
@@ -221,7 +222,9 @@ def evaluate(
                 for pair, reason in scored.skipped
                 if not fold or pair.fold == fold - 1
             ],
-            stats=data_stats(root, options.get("val_fraction", 0.2), split_seed) if root is not None else {},
+            stats=data_stats(root, options.get("val_fraction", DEFAULTS.val_fraction), split_seed)
+            if root is not None
+            else {},
         ),
         metrics=metrics,
         pairs=records,

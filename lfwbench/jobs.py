@@ -11,6 +11,7 @@ import datetime
 import itertools
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -61,6 +62,19 @@ def _readable(path: Path) -> bool:
     return True
 
 
+def _summary(path: Path) -> dict | None:
+    """A finished job's summary.json, or None where it is missing or damaged (the job then finishes again)."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    numbers = ("best_val_accuracy", "best_val_loss")
+    valid = isinstance(summary, dict) and all(
+        isinstance(summary.get(key), int | float) and math.isfinite(summary[key]) for key in numbers
+    )
+    return summary if valid else None
+
+
 def run_job(job: Job) -> JobResult:
     """Train the job's run (resuming an interrupted one, reading back a finished one), then score its fold."""
     from lfwbench.training import train
@@ -71,11 +85,13 @@ def run_job(job: Job) -> JobResult:
         asked = job.config.resolved()
         if asked.mixed_precision is None:  # left to the machine: whatever the run's machine chose
             asked = replace(asked, mixed_precision=stored.mixed_precision)
-        if replace(stored, epochs=None) != replace(asked, epochs=None):
+        if replace(stored, epochs=None) != replace(asked, epochs=None) or stored.epochs > asked.epochs:
             raise LfwbenchError(f"{job.folder}: holds a run with other options; choose another runs folder")
-    if done.is_file():
-        summary = json.loads(done.read_text())
-    else:
+        if stored.epochs < asked.epochs:  # more epochs asked: the run resumes to them, its summary is stale
+            done.unlink(missing_ok=True)
+            (job.folder / runs.FOLD_RESULTS).unlink(missing_ok=True)
+    summary = _summary(done)
+    if summary is None:
         mode = "resume" if folder.is_run() else "new"
         result = train(job.config, job.root, job.folder, mode=mode, verbose=0, progress=progress_line)
         summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
@@ -186,6 +202,8 @@ def crossval(
     for config in configs:
         fold_pairs(root, config)
     folds_total = load_pairs(root / VIEW2_LIST).folds
+    if runs.RunFolder(out_dir).is_run() or (out_dir / runs.SEARCH_RESULTS).is_file():
+        raise LfwbenchError(f"{out_dir}: holds a train or search run, not a crossval's folds; choose another --runs")
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(out_dir / runs.LOCK)
     if not lock.acquire():

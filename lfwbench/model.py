@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from lfwbench.config import DEFAULTS
 from lfwbench.presets import ConvBlock, Preset, get_preset
 
 __all__ = [
@@ -144,7 +145,7 @@ def build_siamese(
     input_shape: tuple[int, int, int] | None = None,
     *,
     lr: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
-    dropout: float = 0.3,
+    dropout: float = DEFAULTS.dropout,
     seed: int | None = None,
     compile: bool = True,
 ) -> keras.Model:

@@ -597,3 +597,42 @@ def test_the_markdown_summary_escapes_what_it_prints(make_results, lfw_tree: Pat
     table = summary_markdown([make_results(lfw_tree, name="<script>x</script>\nrow | two")])
     assert "<script>" not in table and "&lt;script&gt;" in table and "row \\| two" in table
     assert len(table.strip().splitlines()) == 3
+
+
+def test_crossval_refuses_runs_that_hold_another_kind_of_run(lfw_tree: Path, tmp_path: Path) -> None:
+    write_json(tmp_path / "run" / runs.CONFIG, {"config": {}})
+    result = invoke("crossval", "--data", lfw_tree, "--preset", "tiny", "--folds", "1", "--runs", tmp_path / "run")
+    assert result.exit_code == 1 and "holds a train or search run" in result.output, result.output
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [runs.CONFIG]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"best_val_accuracy": "high"}', '{"best_val_accuracy": NaN}'])
+def test_a_damaged_fold_summary_is_not_read_back(tmp_path: Path, content: str) -> None:
+    from lfwbench.jobs import _summary
+
+    (tmp_path / "summary.json").write_text(content)
+    assert _summary(tmp_path / "summary.json") is None
+    (tmp_path / "summary.json").write_text('{"best_val_accuracy": 0.8, "best_val_loss": 0.5}')
+    assert _summary(tmp_path / "summary.json") == {"best_val_accuracy": 0.8, "best_val_loss": 0.5}
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        '{"size": 999999, "channels": 3, "crop": 0}',
+        '{"size": 64, "channels": 7}',
+        '{"size": "64", "channels": 3}',
+        '{"size": 64, "channels": 3, "evil": 1}',
+        "[]",
+    ],
+)
+def test_a_checkpoint_stamp_out_of_range_is_one_line(tmp_path: Path, stamp: str) -> None:
+    import h5py
+
+    from lfwbench.checkpoints import read_stamp
+    from lfwbench.errors import CheckpointError
+
+    with h5py.File(tmp_path / "m.h5", "w") as file:
+        file.attrs["lfwbench.json"] = stamp
+    with pytest.raises(CheckpointError, match="m.h5: unreadable checkpoint"):
+        read_stamp(tmp_path / "m.h5")
