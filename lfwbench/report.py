@@ -489,7 +489,7 @@ def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
 
 def _markdown(text: str) -> str:
     """A table cell that stays one cell of text: pipes, HTML and line breaks escaped."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    escaped = text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
     return " ".join(escaped.split())
 
 
