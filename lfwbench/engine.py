@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lfwbench.console import progress_bar
+from lfwbench.errors import brief
 from lfwbench.files import atomic_open, write_json
 
 ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
@@ -64,7 +66,31 @@ def read_bundle(stem: Path, checkpoint_sha256: str) -> tuple[Bundle | None, str]
         return None, f"{facts_path.name}: made from another checkpoint"
     if facts.get("tflite_sha256") != _sha256(content):
         return None, f"{tflite.name}: not the TFLite file its {facts_path.name} vouches for (replaced or damaged)"
+    problem = _unfit(facts)
+    if problem:
+        return None, f"{facts_path.name}: {problem}"
     return Bundle(content, facts), ""
+
+
+MAX_EMBEDDING = 1 << 16  # a head kernel longer than this is no lfwbench model's
+
+
+def _unfit(facts: dict) -> str:
+    """What is wrong with a bundle's facts ("" when nothing): the input an image's, the head's weights finite
+    numbers of one width, the model facts a record."""
+    shape, kernel, bias = facts.get("input_shape"), facts.get("head_kernel"), facts.get("head_bias")
+    numbers = (int, float)
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) and 0 < n <= 4096 for n in shape)):
+        return f"input_shape {brief(shape)} is no image shape"
+    if not (isinstance(kernel, list) and 0 < len(kernel) <= MAX_EMBEDDING):
+        return f"head_kernel is not a list of 1 to {MAX_EMBEDDING:,} numbers"
+    if not all(isinstance(w, numbers) and not isinstance(w, bool) and math.isfinite(w) for w in kernel):
+        return "head_kernel holds something other than finite numbers"
+    if not (isinstance(bias, numbers) and not isinstance(bias, bool) and math.isfinite(bias)):
+        return f"head_bias {brief(bias)} is not a finite number"
+    if not isinstance(facts.get("model"), dict):
+        return "model facts are not a record"
+    return ""
 
 
 def _interpreter_class():

@@ -157,6 +157,26 @@ def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, t
     assert evaluate(moved, lfw_tree).metrics.warnings == first.metrics.warnings  # repaired for good
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("head_kernel", "not numbers"), ("head_kernel", [0.5] * 5_000_000), ("head_bias", float("nan")),
+     ("input_shape", [10**9, 2, 3]), ("model", [])],
+)  # fmt: skip
+def test_a_bundle_with_unfit_facts_is_passed_over_and_rebuilt(
+    cropped_run: Path, lfw_tree: Path, tmp_path: Path, field: str, value
+) -> None:
+    moved = tmp_path / "alone.keras"
+    shutil.copyfile(cropped_run / runs.BEST_KERAS, moved)
+    first = evaluate(moved, lfw_tree)
+    (facts_path,) = Path(os.environ["LFWBENCH_CACHE"]).glob(f"twin-{first.model.sha256[:24]}.int8.json")
+    facts = json.loads(facts_path.read_text())
+    facts[field] = value  # both sha256 fields left intact
+    facts_path.write_text(json.dumps(facts))
+    again = evaluate(moved, lfw_tree)
+    assert any(field in w and "converted again" in w and len(w) < 500 for w in again.metrics.warnings), again.metrics
+    assert [p.score for p in again.pairs] == pytest.approx([p.score for p in first.pairs], abs=1e-6)
+
+
 def test_ensemble_refuses_a_non_empty_out_and_commits_its_config_with_its_checkpoints(
     cropped_run: Path, lfw_tree: Path, tmp_path: Path
 ) -> None:
