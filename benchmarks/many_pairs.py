@@ -45,7 +45,8 @@ def measure(source: Path | None, args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak MB of one `lfwbench evaluate`, from `source` (a checkout) or the installed one."""
     environment = {**os.environ, **({"PYTHONPATH": str(source)} if source else {})}
     command = ["/usr/bin/time", "-f", "TIME %e %M", sys.executable, "-m", "lfwbench", "-q", "evaluate", *args]
-    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    # run from the source folder (or a neutral one): `-m` puts the working folder first on sys.path
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=source or "/")
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     seconds, kilobytes = re.search(r"TIME ([\d.]+) (\d+)", done.stderr).groups()
@@ -72,8 +73,8 @@ def main() -> None:
             for round_number in range(args.rounds):
                 for label, source in sources.items():
                     out = work / f"{label.replace(' ', '-')}-{round_number}.json"
-                    run = ["--model", str(args.checkpoint), "--data", str(args.data), "--pairs", str(work / "many.txt"),
-                           "--out", str(out)]  # fmt: skip
+                    run = ["--model", str(args.checkpoint.resolve()), "--data", str(args.data.resolve()),
+                           "--pairs", str(work / "many.txt"), "--out", str(out)]  # fmt: skip
                     seconds, peak = measure(source, run)
                     print(f"| {label} | {args.pairs:,} | {seconds:.0f} | {peak:,.0f} |", flush=True)
         finally:

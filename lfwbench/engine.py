@@ -72,6 +72,7 @@ def read_bundle(stem: Path, checkpoint_sha256: str) -> tuple[Bundle | None, str]
     return Bundle(content, facts), ""
 
 
+PAIR_CHUNK = 8192  # pairs through the head at once, so a long list costs no more memory than a short one
 MAX_EMBEDDING = 1 << 16  # a head kernel longer than this is no lfwbench model's
 
 
@@ -144,5 +145,8 @@ def embed_batches(
 def head_scores(facts: dict, embeddings: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """P(same) = sigmoid(|a - b| . w + b): the head of every lfwbench model (dropout is off at inference)."""
     kernel = np.asarray(facts["head_kernel"], dtype=np.float64)
-    logits = np.abs(embeddings[left].astype(np.float64) - embeddings[right]) @ kernel + facts["head_bias"]
-    return 1 / (1 + np.exp(-logits.ravel()))
+    logits = np.empty(len(left))
+    for start in range(0, len(left), PAIR_CHUNK):  # memory grows with the images, not with the pairs
+        i, j = left[start : start + PAIR_CHUNK], right[start : start + PAIR_CHUNK]
+        logits[start : start + len(i)] = np.abs(embeddings[i].astype(np.float64) - embeddings[j]) @ kernel
+    return 1 / (1 + np.exp(-(logits + facts["head_bias"])))

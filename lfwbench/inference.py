@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lfwbench.engine import Bundle, embed_batches
+from lfwbench.engine import PAIR_CHUNK, Bundle, embed_batches
 from lfwbench.model import layer_table
 
 
@@ -82,7 +82,13 @@ def embed_images(
 def score_embeddings(model: keras.Model, embeddings: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """P(same) of each pair from the model's `head` on two rows of `embeddings`."""
     head = model.get_layer("head")
-    return head.predict([embeddings[left], embeddings[right]], batch_size=4096, verbose=0).ravel().astype(np.float64)
+    chunks = [
+        head.predict(
+            [embeddings[left[k : k + PAIR_CHUNK]], embeddings[right[k : k + PAIR_CHUNK]]], batch_size=4096, verbose=0
+        ).ravel()
+        for k in range(0, len(left), PAIR_CHUNK)
+    ]  # memory grows with the images, not with the pairs
+    return np.concatenate(chunks).astype(np.float64)
 
 
 def score_pairs(

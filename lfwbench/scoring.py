@@ -70,15 +70,27 @@ def compare(
     so cosine refuses it, named by `key_of(row)` and its `source`."""
     import numpy as np
 
-    a, b = vectors[left], vectors[right]
-    if metric == "euclidean":
-        return np.linalg.norm(a - b, axis=1)
+    from lfwbench.engine import PAIR_CHUNK
+
     norms = np.linalg.norm(vectors, axis=1)
-    used = np.union1d(left, right)
-    zero = used[norms[used] == 0]
-    if len(zero):
-        raise LfwbenchError(f"{source}: the vector of {brief(key_of(int(zero[0])), 60)} is all zeros: it has no cosine")
-    return np.einsum("ij,ij->i", a, b) / (norms[left] * norms[right])
+    if metric != "euclidean":
+        used = np.union1d(left, right)
+        zero = used[norms[used] == 0]
+        if len(zero):
+            raise LfwbenchError(
+                f"{source}: the vector of {brief(key_of(int(zero[0])), 60)} is all zeros: it has no cosine"
+            )
+    scores = np.empty(len(left))
+    for start in range(0, len(left), PAIR_CHUNK):  # memory grows with the images, not with the pairs
+        i, j = left[start : start + PAIR_CHUNK], right[start : start + PAIR_CHUNK]
+        a, b = vectors[i], vectors[j]
+        chunk = (
+            np.linalg.norm(a - b, axis=1)
+            if metric == "euclidean"
+            else np.einsum("ij,ij->i", a, b) / (norms[i] * norms[j])
+        )
+        scores[start : start + len(i)] = chunk
+    return scores
 
 
 def image_key(name: str, index: int) -> str:
