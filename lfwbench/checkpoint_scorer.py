@@ -14,7 +14,7 @@ from lfwbench.checkpoints import read_stamp
 from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
 from lfwbench.errors import CheckpointError
 from lfwbench.files import file_digest
-from lfwbench.images import ImageSpec, PairImages, default_cache_dir, find_variant, load_pair_images
+from lfwbench.images import ImageSpec, PairImages, cached_pair_images, default_cache_dir, find_variant
 from lfwbench.pairs import Pair
 from lfwbench.presets import PRESETS
 from lfwbench.results import ModelFacts
@@ -37,10 +37,7 @@ class CheckpointScorer:
     notes: list[str] = field(default_factory=list)
 
     def score(self, pairs: Sequence[Pair], source: str, skip_missing: bool, progress: bool) -> ScoredPairs:
-        loaded = load_pair_images(
-            pairs, self.image_dir, self.spec, source,
-            skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress,
-        )  # fmt: skip
+        loaded = cached_pair_images(pairs, self.image_dir, self.spec, source, skip_missing, progress)
         return ScoredPairs(loaded.pairs, self.score_images(loaded, progress), loaded.skipped, len(loaded.paths))
 
 

@@ -21,11 +21,18 @@ import numpy as np
 import tensorflow as tf
 
 from lfwbench import model as _lfwbench_layers  # noqa: F401  registers lfwbench's layers, which a twin handed over names
-from lfwbench.engine import embed_batches
+from lfwbench.engine import PAIR_CHUNK
 from lfwbench.errors import CheckpointError, LfwbenchError
 from lfwbench.files import file_digest
-from lfwbench.foreign_models import ModelOptions, embedding_scorer, fitted_preprocessing, image_input, vector_output
-from lfwbench.images import default_cache_dir, find_variant, load_pair_images
+from lfwbench.foreign_models import (
+    ModelOptions,
+    embedded,
+    embedding_scorer,
+    fitted_preprocessing,
+    image_input,
+    vector_output,
+)
+from lfwbench.images import cached_pair_images, find_variant
 from lfwbench.pairs import Pair
 from lfwbench.preprocessing import Preprocessing
 from lfwbench.results import ModelFacts
@@ -326,16 +333,13 @@ class KerasPairScorer:
     notes: list[str] = field(default_factory=list)
 
     def score(self, pairs: Sequence[Pair], source: str, skip_missing: bool, progress: bool) -> ScoredPairs:
-        loaded = load_pair_images(
-            pairs, self.image_dir, self.prepare.spec, source,
-            skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress,
-        )  # fmt: skip
+        loaded = cached_pair_images(pairs, self.image_dir, self.prepare.spec, source, skip_missing, progress)
         if self.predict is None:
-            engine = lambda batch: self.tower(self.prepare(batch))  # noqa: E731
-            vectors = embed_batches(engine, loaded.images, self.batch_size, self.flip, progress)
+            vectors = embedded(loaded, self.prepare, self.tower, self.batch_size, self.flip, progress)
+            left, right = loaded.left, loaded.right
             scores = np.concatenate([
-                self.head(vectors[loaded.left[k : k + 4096]], vectors[loaded.right[k : k + 4096]]).reshape(-1)
-                for k in range(0, len(loaded.left), 4096)
+                self.head(vectors[left[k : k + PAIR_CHUNK]], vectors[right[k : k + PAIR_CHUNK]]).reshape(-1)
+                for k in range(0, len(left), PAIR_CHUNK)
             ]).astype(np.float64)  # fmt: skip
             return ScoredPairs(loaded.pairs, scores, loaded.skipped, len(loaded.paths))
         scores = []

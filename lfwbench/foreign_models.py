@@ -15,7 +15,7 @@ import numpy as np
 from lfwbench.engine import embed_batches
 from lfwbench.errors import CheckpointError, LfwbenchError
 from lfwbench.files import file_digest
-from lfwbench.images import ImageSpec, default_cache_dir, find_variant, load_pair_images
+from lfwbench.images import ImageSpec, PairImages, cached_pair_images, find_variant
 from lfwbench.pairs import Pair
 from lfwbench.preprocessing import Preprocessing, preprocessing
 from lfwbench.results import ModelFacts
@@ -98,15 +98,18 @@ class ImageEmbeddingScorer:
     notes: list[str] = field(default_factory=list)
 
     def score(self, pairs: Sequence[Pair], source: str, skip_missing: bool, progress: bool) -> ScoredPairs:
-        loaded = load_pair_images(
-            pairs, self.image_dir, self.prepare.spec, source,
-            skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress,
-        )  # fmt: skip
-        engine = lambda batch: self.embed(self.prepare(batch))  # noqa: E731
-        vectors = embed_batches(engine, loaded.images, self.batch_size, self.flip, progress)
+        loaded = cached_pair_images(pairs, self.image_dir, self.prepare.spec, source, skip_missing, progress)
+        vectors = embedded(loaded, self.prepare, self.embed, self.batch_size, self.flip, progress)
         key_of = lambda row: str(loaded.paths[row])  # noqa: E731
         scores = compare(vectors.astype(np.float64), loaded.left, loaded.right, self.metric, key_of, self.facts.path)
         return ScoredPairs(loaded.pairs, scores, loaded.skipped, len(loaded.paths))
+
+
+def embedded(
+    loaded: PairImages, prepare: Preprocessing, embed: Embed, batch_size: int, flip: bool, progress: bool
+) -> np.ndarray:
+    """Every distinct image's embedding by a model fed as `prepare` says (with `flip`, averaged with its mirror's)."""
+    return embed_batches(lambda batch: embed(prepare(batch)), loaded.images, batch_size, flip, progress)
 
 
 def vector_output(path: Path, shape: Sequence) -> int | None:

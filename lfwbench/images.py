@@ -281,6 +281,15 @@ def load_images(
     return images, dict(sorted(failed.items()))
 
 
+def cached_pair_images(
+    pairs: Sequence[Pair], image_dir: Path, spec: ImageSpec, source: str, skip_missing: bool, progress: bool
+) -> PairImages:
+    """`load_pair_images` through the user's image cache: how every scorer loads the images of a list."""
+    return load_pair_images(
+        pairs, image_dir, spec, source, skip_missing=skip_missing, cache_dir=default_cache_dir(), progress=progress
+    )
+
+
 def load_pair_images(
     pairs: Sequence[Pair],
     image_dir: Path,
