@@ -52,8 +52,15 @@ def _bundle_engine(bundle: Bundle, batch_size: int, flip: bool) -> tuple[ScorePa
     return score, facts, "int8 (TFLite weights, XNNPACK on the CPU)"
 
 
+def committed_bundle(run: Run | None, stem: Path) -> bool:
+    """Whether the run's manifest lists the bundle at `stem`, both files with their sha256: only then is a bundle
+    beside a checkpoint used (its JSON alone could say anything of itself)."""
+    paths = bundle_files(stem)
+    return run is not None and all(path.is_file() and run.files.get(path.name) == file_digest(path) for path in paths)
+
+
 def _engine(
-    model_path: Path, sha256: str, engine: str, preset: str | None, batch_size: int, flip: bool, warn
+    model_path: Path, sha256: str, engine: str, preset: str | None, batch_size: int, flip: bool, warn, run: Run | None
 ) -> tuple[ScorePairImages, dict, str]:
     """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
 
@@ -68,7 +75,12 @@ def _engine(
         engine = "float32" if gpu or (known is not None and not known.int8_agrees) else "int8"
     cached = default_cache_dir() / f"twin-{sha256[:24]}"
     if engine == "int8":
-        for stem in (model_path.with_suffix(""), cached):
+        beside = model_path.with_suffix("")
+        for stem in (beside, cached):
+            if stem == beside and any(path.exists() for path in bundle_files(stem)) and not committed_bundle(run, stem):
+                name = bundle_files(stem)[0].name
+                warn(f"{name}: not a bundle the run beside it committed; ignored, the twin is converted again")
+                continue
             bundle, problem = read_bundle(stem, sha256)
             if problem:
                 warn(f"{problem}; ignored, the twin is converted again")
@@ -114,7 +126,7 @@ def open_checkpoint(
     stamp = read_stamp(model_path)
     options = run.options if run is not None else {}
     preset = options.get("preset") or (stamp.preset if stamp is not None else None)
-    score, facts, engine_name = _engine(model_path, sha256, engine, preset, batch_size, flip, notes.append)
+    score, facts, engine_name = _engine(model_path, sha256, engine, preset, batch_size, flip, notes.append, run)
     size, _, channels = facts["input_shape"]
     spec = stamp.spec if stamp is not None else run.image_spec if run is not None else ImageSpec(size, channels, 0)
     if (spec.size, spec.channels) != (size, channels):

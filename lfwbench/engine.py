@@ -19,7 +19,7 @@ import numpy as np
 
 from lfwbench.console import progress_bar
 from lfwbench.errors import brief
-from lfwbench.files import atomic_open, write_json
+from lfwbench.files import write_bytes, write_json
 
 ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
 BUNDLE_FORMAT = 2  # 2: the JSON vouches for the TFLite bytes by their sha256
@@ -37,12 +37,21 @@ def bundle_files(stem: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".int8.tflite"), stem.with_name(stem.name + ".int8.json")
 
 
+def bundle_writers(stem: Path, bundle: Bundle) -> dict[str, Callable[[Path], None]]:
+    """The bundle's two files by name, each with the function writing it at a path: the TFLite file, then the JSON
+    that vouches for it by its sha256."""
+    tflite, facts = bundle_files(stem)
+    stored = {**bundle.facts, "format": BUNDLE_FORMAT, "tflite_sha256": _sha256(bundle.tflite)}
+    return {
+        tflite.name: lambda path: write_bytes(path, bundle.tflite),
+        facts.name: lambda path: write_json(path, stored),
+    }
+
+
 def write_bundle(stem: Path, bundle: Bundle) -> None:
     """Write the TFLite file, then the JSON that vouches for it (so a half-written pair is never trusted)."""
-    tflite, facts = bundle_files(stem)
-    with atomic_open(tflite, "wb") as handle:
-        handle.write(bundle.tflite)
-    write_json(facts, {**bundle.facts, "format": BUNDLE_FORMAT, "tflite_sha256": _sha256(bundle.tflite)})
+    for name, write in bundle_writers(stem, bundle).items():
+        write(stem.with_name(name))
 
 
 def _sha256(content: bytes) -> str:

@@ -93,5 +93,5 @@ def write_ensemble(model_paths: Sequence[Path], out_dir: Path, overwrite: bool =
             runs.BEST_H5: lambda target: save_model(model, target, first.image_spec),
         }
         folder.commit(0, [], files)
-        write_inference_bundle(folder.path, options["preset"])
+        write_inference_bundle(folder, options["preset"])
     return folder / runs.BEST_KERAS

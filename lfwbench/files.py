@@ -66,6 +66,11 @@ def write_json(path: str | Path, data: Any) -> None:
         handle.write("\n")
 
 
+def write_bytes(path: str | Path, content: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(content)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)

@@ -21,7 +21,7 @@ import tensorflow as tf
 from lfwbench import __version__, runs
 from lfwbench.checkpoints import load_model, save_model
 from lfwbench.config import TrainConfig
-from lfwbench.engine import write_bundle
+from lfwbench.engine import bundle_writers
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import file_digest, write_json
 from lfwbench.images import default_cache_dir, find_variant, image_path, load_images, load_pair_images
@@ -472,7 +472,7 @@ def _train(
             )
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    write_inference_bundle(out_dir, config.preset)
+    write_inference_bundle(folder, config.preset)
     best = runs.kept_epoch(history, config.keep)
     return TrainSummary(
         out_dir,
@@ -487,8 +487,11 @@ def _train(
     )
 
 
-def write_inference_bundle(out_dir: Path, preset: str) -> None:
-    """best.int8.tflite and best.int8.json: the best checkpoint ready for TensorFlow-free CPU evaluation."""
-    checkpoints = [out_dir / runs.BEST_KERAS, out_dir / runs.BEST_H5]
+def write_inference_bundle(folder: runs.RunFolder, preset: str) -> None:
+    """best.int8.tflite and best.int8.json: the best checkpoint ready for TensorFlow-free CPU evaluation, committed
+    with the run's last epoch, so that the manifest vouches for the bundle (a bundle cannot vouch for itself)."""
+    checkpoints = [folder / runs.BEST_KERAS, folder / runs.BEST_H5]
     bundle = export_bundle(load_model(checkpoints[0]), [file_digest(path) for path in checkpoints], preset)
-    write_bundle(checkpoints[0].with_suffix(""), bundle)
+    committed = folder.manifest()
+    writers = bundle_writers(checkpoints[0].with_suffix(""), bundle)
+    folder.commit(committed.epoch, committed.history, writers, committed.random_state)

@@ -136,13 +136,25 @@ def test_another_runs_checkpoint_or_bundle_in_the_folder_is_not_trusted(
     shutil.copyfile(other / "best.int8.tflite", folder / "best.int8.tflite")  # the other run's int8 twin
     own = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree)
     mixed = evaluate(folder / runs.BEST_KERAS, lfw_tree)
-    assert any("not the TFLite file its best.int8.json vouches for" in w for w in mixed.metrics.warnings)
+    assert any("best.int8.tflite: not a bundle the run beside it committed" in w for w in mixed.metrics.warnings)
     assert [p.score for p in mixed.pairs] == pytest.approx([p.score for p in own.pairs], abs=1e-6)
     shutil.copyfile(other / runs.BEST_KERAS, folder / runs.BEST_KERAS)  # the other run's checkpoint, this config
     foreign = evaluate(folder / runs.BEST_KERAS, lfw_tree)
     assert foreign.training == {} and foreign.leakage["checked"] is False
     assert "the whole image" in foreign.model.preprocessing
     assert any("is not a checkpoint the run in" in w for w in foreign.metrics.warnings)
+
+
+def test_a_bundle_beside_its_checkpoint_cannot_vouch_for_itself(cropped_run: Path, lfw_tree: Path, tmp_path: Path):
+    folder = tmp_path / "run"
+    shutil.copytree(cropped_run, folder)
+    facts = json.loads((folder / "best.int8.json").read_text())
+    facts["head_bias"] += 5.0  # both sha256 fields intact: only the manifest can tell
+    (folder / "best.int8.json").write_text(json.dumps(facts))
+    own, tampered = evaluate(cropped_run / runs.BEST_KERAS, lfw_tree), evaluate(folder / runs.BEST_KERAS, lfw_tree)
+    assert any("best.int8.tflite: not a bundle the run beside it committed" in w for w in tampered.metrics.warnings)
+    assert [p.score for p in tampered.pairs] == pytest.approx([p.score for p in own.pairs], abs=1e-6)
+    assert runs.RunFolder(cropped_run).manifest().files["best.int8.json"]  # training committed the bundle
 
 
 def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, tmp_path: Path) -> None:
