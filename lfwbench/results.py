@@ -166,7 +166,7 @@ def typed(cls, data: dict, command: str):
             f"written by another lfwbench (schema {version}; this one reads {expected}); re-run lfwbench {command}"
         )
     try:
-        return dacite.from_dict(cls, data)
+        return dacite.from_dict(cls, data, config=dacite.Config(strict=True))  # a field it does not know: refused
     except dacite.DaciteError as error:
         raise LfwbenchError(f"not a file of lfwbench {command} ({error})") from None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import tarfile
 import zipfile
@@ -636,3 +637,50 @@ def test_a_checkpoint_stamp_out_of_range_is_one_line(tmp_path: Path, stamp: str)
         file.attrs["lfwbench.json"] = stamp
     with pytest.raises(CheckpointError, match="m.h5: unreadable checkpoint"):
         read_stamp(tmp_path / "m.h5")
+
+
+RESULTS_FIELDS = [
+    (("metrics", "auc"), "high"),
+    (("metrics", "pairs"), "many"),
+    (("pairs",), {"a": 1}),
+    (("pairs", 0, "image1"), "../../etc/passwd"),
+    (("pairs", 0, "score"), [1, 2]),
+    (("model",), None),
+    (("data", "folds"), "10"),
+    (("schema_version",), 99),
+    (("metrics", "at_threshold", "surprise"), 1),
+]
+
+
+@pytest.mark.parametrize(("where", "value"), RESULTS_FIELDS)
+def test_a_results_file_that_fails_a_field_is_one_line_and_writes_nothing(
+    make_results, lfw_tree: Path, tmp_path: Path, where: tuple, value
+) -> None:
+    path = tmp_path / "r.json"
+    write_results(path, make_results(lfw_tree))
+    stored = json.loads(path.read_text())
+    target = stored
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    path.write_text(json.dumps(stored))
+    result = invoke("report", "--results", path, "--out", tmp_path / "page.html", "--plotlyjs", "cdn")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: {path}"), result.output
+    assert len(lines[0]) < 500 and not (tmp_path / "page.html").exists() and "Traceback" not in result.output
+
+
+def test_a_results_file_naming_people_outside_the_image_folder_embeds_nothing_of_them(
+    make_results, lfw_tree: Path, tmp_path: Path
+) -> None:
+    results = make_results(lfw_tree, pairs=4)
+    for pair in results.pairs:
+        pair.name1 = "../../../etc"
+    write_results(tmp_path / "r.json", results)
+    result = invoke("report", "--results", tmp_path / "r.json", "--data", lfw_tree, "--out", tmp_path / "p.html",
+                    "--plotlyjs", "cdn", "--gallery", "4")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "p.html").read_text()
+    faces = {(p.name2, p.image2) for p in results.pairs}  # the plain names' faces only
+    embedded = set(re.findall(r'data:image/jpeg;base64,[^"]+', html))
+    assert len(embedded) == len(faces) and "no image" in html
