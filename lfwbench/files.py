@@ -7,6 +7,7 @@ import contextlib
 import csv
 import fcntl
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -61,9 +62,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    with atomic_open(path) as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    write_text(path, json_text(data))
 
 
 def write_bytes(path: str | Path, content: bytes) -> None:
@@ -76,12 +75,22 @@ def write_text(path: str | Path, text: str) -> None:
         handle.write(text)
 
 
-def write_csv(path: str | Path, rows: list[dict]) -> None:
+def csv_text(rows: list[dict]) -> str:
     """Rows of one shape as CSV with a header, readable with `pandas.read_csv`."""
-    with atomic_open(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def json_text(data: Any) -> str:
+    """What `write_json` writes: sorted keys, two-space indents, a final newline."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    write_text(path, csv_text(rows))
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

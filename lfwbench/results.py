@@ -12,7 +12,7 @@ from pathlib import Path
 import dacite
 
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import write_csv, write_json
+from lfwbench.files import csv_text, json_text, write_json, write_texts
 from lfwbench.machine import Environment
 from lfwbench.metrics import Metrics, Rates, direction, mean_and_spread
 
@@ -177,7 +177,7 @@ def write_results(path: str | Path, results: Results) -> None:
 
 def results_json(results: Results) -> str:
     """results.json's text."""
-    return json.dumps(results.to_dict(), indent=2, sort_keys=True) + "\n"
+    return json_text(results.to_dict())
 
 
 def read_results(path: str | Path) -> Results:
@@ -260,9 +260,9 @@ class Crossval:
 
 
 def write_crossval(folder: Path, crossval: Crossval, json_name: str, csv_name: str) -> None:
-    """crossval.json (everything) and crossval.csv (the per-fold table) in the runs folder."""
-    write_json(folder / json_name, asdict(crossval))
-    write_csv(folder / csv_name, [asdict(row) for row in crossval.folds])
+    """crossval.json (everything) and crossval.csv (the per-fold table) in the runs folder, both or neither."""
+    table = csv_text([asdict(row) for row in crossval.folds])
+    write_texts({folder / json_name: json_text(asdict(crossval)), folder / csv_name: table})
 
 
 def read_crossval(path: Path) -> Crossval:

@@ -684,3 +684,12 @@ def test_a_results_file_naming_people_outside_the_image_folder_embeds_nothing_of
     faces = {(p.name2, p.image2) for p in results.pairs}  # the plain names' faces only
     embedded = set(re.findall(r'data:image/jpeg;base64,[^"]+', html))
     assert len(embedded) == len(faces) and "no image" in html
+
+
+def test_outputs_are_written_all_or_none(tmp_path: Path) -> None:
+    from lfwbench.files import write_texts
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError):  # the second cannot be written: the first must not appear either
+        write_texts({tmp_path / "first.json": "{}", tmp_path / "file" / "second.csv": "a\n"})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
