@@ -14,7 +14,7 @@ from lfwbench.dataset import data_stats
 from lfwbench.errors import LfwbenchError
 from lfwbench.images import find_variant
 from lfwbench.machine import environment, library_versions
-from lfwbench.metrics import ThresholdSource, choose_threshold, summarise, verdicts, view2_folds
+from lfwbench.metrics import ThresholdSource, choose_threshold, fold_thresholds, summarise, verdicts, view2_folds
 from lfwbench.pairs import SAME, VIEW1_LISTS, Pair, PairList, file_md5, load_pairs, people_of, protocol_files
 from lfwbench.results import DataFacts, PairRecord, Results, Settings
 from lfwbench.scoring import ScoredPairs, Scorer, open_input
@@ -85,17 +85,6 @@ def _chosen_threshold(
     return threshold, ThresholdSource(source_kind, description, len(scored.pairs), far)
 
 
-def _fold_thresholds(
-    labels: np.ndarray, scores: np.ndarray, folds: np.ndarray, kind: str, far: float | None
-) -> np.ndarray:
-    """Each pair's threshold: the one chosen on the other folds' pairs (LFW's View 2 protocol)."""
-    thresholds = np.empty(len(scores))
-    for fold in np.unique(folds):
-        inside = folds == fold
-        thresholds[inside] = choose_threshold(labels[~inside], scores[~inside], kind, far)
-    return thresholds
-
-
 def files_read(scorers: list[Scorer], root: Path | None, lists: list[Path | None]) -> list[Path]:
     """Every file an evaluation reads: the inputs' own, the pair lists given, and the data root's lists."""
     found = [path for scorer in scorers for path in scorer.inputs] + [path for path in lists if path is not None]
@@ -148,7 +137,6 @@ def evaluate(
     if fold and fold > pair_list.folds:
         raise LfwbenchError(f"{pair_list.name}: no fold {fold} (it has {pair_list.folds})")
     warnings = list(scorer.notes)
-    threshold, source = None, None
     held_out = scorer.run is not None and root is not None and scorer.run.validation_pairs(root) is not None
     per_fold = pair_list.folds > 1 and threshold_from is None and not held_out
     wanted = [pair for pair in pair_list.pairs if per_fold or not fold or pair.fold == fold - 1]
@@ -164,7 +152,8 @@ def evaluate(
     labels, scores = labels_of(scored.pairs), scored.scores
     folds = np.array([pair.fold for pair in scored.pairs])
     if per_fold:
-        threshold = _fold_thresholds(labels, scores, folds, kind, far)
+        chosen = fold_thresholds(labels, scores, folds, kind, far)
+        threshold = np.array([chosen[fold] for fold in folds])  # each pair judged at its own fold's
         others = f"the other {pair_list.folds - 1} folds of {pair_list.name}, each fold its own"
         source = ThresholdSource("protocol", others, int(len(scores) * (pair_list.folds - 1) / pair_list.folds), far)
     else:

@@ -350,20 +350,30 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, flo
     return {"only_first_correct": only_a, "only_second_correct": only_b, "p_value": float(p)}
 
 
+def fold_thresholds(
+    labels: np.ndarray, scores: np.ndarray, folds: np.ndarray, kind: str = "probability", far: float | None = None
+) -> dict[int, float]:
+    """Each fold's threshold, in the score's own units, chosen on the other folds' pairs (LFW's View 2 protocol):
+    their best accuracy, or with `far` that false accept rate."""
+    return {
+        int(fold): choose_threshold(labels[folds != fold], scores[folds != fold], kind, far)
+        for fold in np.unique(folds)
+    }
+
+
 def view2_folds(labels: np.ndarray, scores: np.ndarray, folds: np.ndarray, kind: str = "probability") -> View2Folds:
     """LFW View 2: for each fold, the threshold best on the other folds, applied to it.
 
     Returns per-fold accuracies, the thresholds (in the score's own units), their mean, the standard deviation
     (ddof=1) and the standard error of the mean (std / sqrt(folds)), which the LFW results page reports.
     """
-    sign = direction(kind)
-    labels, scores, folds = np.asarray(labels), sign * np.asarray(scores, dtype=np.float64), np.asarray(folds)
-    accuracies, thresholds = [], []
-    for fold in np.unique(folds):
-        train, test = folds != fold, folds == fold
-        threshold = best_threshold(labels[train], scores[train])
-        thresholds.append(sign * threshold)
-        accuracies.append(rates_at(labels[test], scores[test], threshold).accuracy)
+    labels, scores, folds = np.asarray(labels), np.asarray(scores, dtype=np.float64), np.asarray(folds)
+    chosen = fold_thresholds(labels, scores, folds, kind)
+    thresholds = list(chosen.values())
+    accuracies = [
+        rates_of(labels[folds == fold], verdicts(scores[folds == fold], threshold, kind), threshold).accuracy
+        for fold, threshold in chosen.items()
+    ]
     accuracies_array = np.array(accuracies)
     std = float(accuracies_array.std(ddof=1)) if len(accuracies) > 1 else 0.0
     return View2Folds(accuracies, thresholds, float(accuracies_array.mean()), std, std / math.sqrt(len(accuracies)))
