@@ -693,7 +693,7 @@ def open_inputs(inputs: list[tuple[str, Path]], root: Path | None, options: dict
         order="bgr" if options["bgr"] else "rgb", metric=options["metric"], score_kind=options["score_kind"],
         lambdas=options["lambdas"],
     )  # fmt: skip
-    keys = ("engine", "batch_size", "flip", "metric", "score_kind")
+    keys = ("engine", "batch_size", "flip")
     settings = {key: options[key] for key in keys}
     return [open_input(kind, path, root, **settings, model_options=model) for kind, path in inputs]
 

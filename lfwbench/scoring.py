@@ -121,18 +121,17 @@ def open_input(
     engine: str = "auto",
     batch_size: int = 64,
     flip: bool = False,
-    metric: str = "cosine",
-    score_kind: str | None = None,
     model_options: ModelOptions | None = None,
 ) -> Scorer:
     """The scorer of an input of one of INPUT_KINDS: a model scores the images under `root`; embeddings and pair
-    scores were computed by another program, so neither images nor TensorFlow are needed."""
-    if kind == "model":
-        from lfwbench.foreign_models import ModelOptions
+    scores were computed by another program, so neither images nor TensorFlow are needed. `model_options` (default:
+    none given) also say how embeddings are compared and which way scores point."""
+    from lfwbench.foreign_models import ModelOptions
 
+    options = model_options or ModelOptions()
+    if kind == "model":
         if root is None:
             raise LfwbenchError(f"{path}: scoring a model needs the images: pass --data DIR or set LFWBENCH_DATA")
-        options = model_options or ModelOptions(metric=metric, score_kind=score_kind)
         return open_model(path, root, engine, batch_size, flip, options)
     from lfwbench.precomputed import open_embeddings, open_scores
 
@@ -141,10 +140,10 @@ def open_input(
             f"{path}: --flip averages a model's embeddings of mirrored images; {kind} made elsewhere cannot"
         )
     if kind == "embeddings":
-        return open_embeddings(path, metric)
-    if score_kind is None:
+        return open_embeddings(path, options.metric)
+    if options.score_kind is None:
         raise LfwbenchError(f"{path}: say which way its scores point: --score-kind {'|'.join(SCORE_KINDS)}")
-    return open_scores(path, score_kind)
+    return open_scores(path, options.score_kind)
 
 
 MODEL_KINDS = "an lfwbench checkpoint (.keras, .h5), a Keras model (.keras, .h5), ONNX (.onnx) or TFLite (.tflite)"
