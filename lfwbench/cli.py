@@ -464,12 +464,15 @@ def crossval(data, folds, runs_dir, ray_address, cpus_per_job, gpus_per_job, **o
             option = "--" + name.replace("_", "-")
             raise click.UsageError(f"{option} does not apply: crossval trains and scores on pairs.txt and people.txt")
     runs_dir = runs_dir or Path("runs") / f"crossval-{options['preset']}-seed{options['seed']}"
+    from lfwbench.metrics import shown
+
     runner = job_runner(ray_address, cpus_per_job, gpus_per_job)
     result = run_crossval(train_config(options), resolve_data_root(data), runs_dir, folds, runner, progress)
     for row in result.folds:
         click.echo(
-            f"fold {row.fold:2d}  accuracy {row.accuracy:.4f} at threshold {row.threshold:.3f}  TPR {row.tpr:.4f}  "
-            f"TNR {row.tnr:.4f}  AUC {row.auc:.4f}  {row.pairs} pairs  {row.minutes:.1f} min"
+            f"fold {row.fold:2d}  accuracy {shown(row.accuracy)} at threshold {shown(row.threshold, '.3f')}  "
+            f"TPR {shown(row.tpr)}  TNR {shown(row.tnr)}  AUC {shown(row.auc)}  {row.pairs} pairs  "
+            f"{row.minutes:.1f} min"
         )
     click.echo(f"wrote {runs_dir / CROSSVAL_JSON} and {CROSSVAL_CSV}")
     click.echo(result.headline())
@@ -499,25 +502,27 @@ def ensemble(models: tuple[Path, ...], out: Path, overwrite: bool) -> None:
 def echo_headline(results, err: bool = False) -> None:
     """The one-screen summary of an evaluation: the operating point first (and where its threshold came from), then
     0.5 for a probability, the curve, View 2 as û ± SE, what scored it."""
+    from lfwbench.metrics import shown
+
     m, point = results.metrics, results.operating_point
     ci, half = point.accuracy_ci, m.at_half
     flip = ", test-time flip averaging" if results.settings.flip_tta else ""
     lines = [
         f"{results.name} ({results.model.kind}, {results.model.score_kind}) on {results.data.scored_on} "
         f"({m.pairs} pairs{flip}; engine {results.model.engine})",
-        f"  accuracy  {point.accuracy:.4f}  (95% CI {ci.low:.3f}-{ci.high:.3f}, {m.pairs} pairs) at "
-        f"{results.operating_label}",
-        f"  TPR same  {point.tpr:.4f}   TNR different {point.tnr:.4f}",
+        f"  accuracy  {shown(point.accuracy)}  (95% CI {shown(ci.low, '.3f')}-{shown(ci.high, '.3f')}, {m.pairs} "
+        f"pairs) at {results.operating_label}",
+        f"  TPR same  {shown(point.tpr)}   TNR different {shown(point.tnr)}",
     ]
     if half is not None:
-        lines.append(f"  at 0.5    {half.accuracy:.4f}  (TPR {half.tpr:.4f}, TNR {half.tnr:.4f})")
-    loss = f"   loss {m.loss:.4f}" if m.loss is not None else ""
-    lines.append(f"  AUC       {m.auc:.4f}   EER {m.eer:.4f}{loss}")
+        lines.append(f"  at 0.5    {shown(half.accuracy)}  (TPR {shown(half.tpr)}, TNR {shown(half.tnr)})")
+    loss = f"   loss {shown(m.loss)}" if m.loss is not None else ""
+    lines.append(f"  AUC       {shown(m.auc)}   EER {shown(m.eer)}{loss}")
     if m.view2 is not None:
         v2 = m.view2
         lines.append(
-            f"  View 2    {v2.mean:.4f} ± {v2.standard_error:.4f} (û ± SE over {len(v2.fold_accuracies)} folds, each "
-            f"at the threshold best on the others; std {v2.std:.4f})"
+            f"  View 2    {shown(v2.mean)} ± {shown(v2.standard_error)} (û ± SE over {len(v2.fold_accuracies)} folds, "
+            f"each at the threshold best on the others; std {shown(v2.std)})"
         )
     for line in lines:
         click.echo(one_line(line), err=err)
@@ -530,10 +535,11 @@ GATE_EXIT = 3  # below --fail-under: distinct from errors (1) and usage (2)
 
 def check_gate(figures: list[tuple[float, str]], fail_under: float | None) -> None:
     """Exit 3 when a gated figure is below --fail-under: a result below the bar, not an error."""
+    from lfwbench.metrics import shown
+
     for value, label in figures:
         if fail_under is not None and not (value is not None and value >= fail_under):  # NaN or none: not passed
-            shown = "n/a" if value is None or value != value else f"{value:.4f}"
-            echo_err(f"Below the gate: {label} {shown} < --fail-under {fail_under}")
+            echo_err(f"Below the gate: {label} {shown(value)} < --fail-under {fail_under}")
             click.get_current_context().exit(GATE_EXIT)
 
 

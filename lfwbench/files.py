@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -85,8 +86,19 @@ def csv_text(rows: list[dict]) -> str:
 
 
 def json_text(data: Any) -> str:
-    """What `write_json` writes: sorted keys, two-space indents, a final newline."""
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    """What `write_json` writes: sorted keys, two-space indents, a final newline, and standard JSON: an undefined
+    figure (NaN, infinity) is written as null, which JSON readers elsewhere understand."""
+    return json.dumps(_defined(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _defined(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _defined(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_defined(value) for value in data]
+    return data
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:

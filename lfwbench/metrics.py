@@ -215,6 +215,16 @@ def _equal_error_rates(fpr: np.ndarray, fnr: np.ndarray) -> np.ndarray:
     return np.where(i == 0, fpr[rows, 0], interpolated)
 
 
+def shown(value: float | None, spec: str = ".4f") -> str:
+    """A figure as text; "n/a" when it is undefined (None or NaN: no pairs of a class, a single fold)."""
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    """A rate as a percentage (`87.2%`), or "n/a"."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}%"
+
+
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels == SAME, scores)) if len(np.unique(labels)) == 2 else math.nan
 

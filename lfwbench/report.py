@@ -26,7 +26,7 @@ from lfwbench import __version__
 from lfwbench.errors import ImageError
 from lfwbench.files import is_file_name, refuse_overwriting, write_text, write_texts
 from lfwbench.images import ImageSpec, decode_image, find_variant, image_path
-from lfwbench.metrics import mcnemar_exact, threshold_label
+from lfwbench.metrics import mcnemar_exact, percent, shown, threshold_label
 from lfwbench.results import Crossval, PairRecord, Results, results_json
 
 THUMBNAIL_SIDE = 88
@@ -47,13 +47,15 @@ class Card:
 def _environment() -> jinja2.Environment:
     """Templates come from the installed package (lfwbench.templates), never from the working directory."""
     folder = files("lfwbench.templates")
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda name: (folder / name).read_text(encoding="utf-8")),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+    environment.filters.update(shown=shown, percent=percent)  # an undefined figure reads n/a
+    return environment
 
 
 def figure_html(figure: go.Figure, div_id: str) -> Markup:
@@ -155,7 +157,7 @@ def roc_figure(results: list[Results]) -> go.Figure:
         roc, colour = result.metrics.roc, COLOURS[index % len(COLOURS)]
         figure.add_trace(
             go.Scatter(
-                x=roc["fpr"], y=roc["tpr"], name=f"{result.name} (AUC {result.metrics.auc:.3f})",
+                x=roc["fpr"], y=roc["tpr"], name=f"{result.name} (AUC {shown(result.metrics.auc, '.3f')})",
                 line={"color": colour}, customdata=roc["threshold"],
                 hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
             )
@@ -475,14 +477,14 @@ def summary_rows(results: list[Results]) -> list[tuple[str, ...]]:
     for r in results:
         point, m = r.operating_point, r.metrics
         ci = m.curves.auc_ci
-        auc = f"{m.auc:.4f}" + (f" ({ci.low:.3f}-{ci.high:.3f})" if ci else "")
+        auc = shown(m.auc) + (f" ({shown(ci.low, '.3f')}-{shown(ci.high, '.3f')})" if ci else "")
         ci = point.accuracy_ci
-        accuracy = f"{100 * point.accuracy:.1f}% ({100 * ci.low:.1f}-{100 * ci.high:.1f})"
+        accuracy = f"{percent(point.accuracy)} ({shown(100 * ci.low, '.1f')}-{shown(100 * ci.high, '.1f')})"
         listed = r.data.scored_on
         rows.append((
             r.name, listed, str(m.pairs), accuracy,
-            "per fold" if point.threshold is None else f"{point.threshold:.4g}", f"{100 * point.tpr:.1f}%",
-            f"{100 * point.tnr:.1f}%", auc, f"{100 * m.eer:.1f}%", r.model.engine,
+            "per fold" if point.threshold is None else shown(point.threshold, ".4g"), percent(point.tpr),
+            percent(point.tnr), auc, percent(m.eer), r.model.engine,
         ))  # fmt: skip
     return rows
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import dacite
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import csv_text, json_text, write_json, write_texts
 from lfwbench.machine import Environment
-from lfwbench.metrics import Metrics, Rates, direction, mean_and_spread
+from lfwbench.metrics import Metrics, Rates, direction, mean_and_spread, shown
 
 SCHEMA_VERSION = 3  # 3: any input and kind of score (ModelFacts.kind, score_kind), pairs by image number; older: re-run
 CROSSVAL_SCHEMA = 1
@@ -166,7 +167,8 @@ def typed(cls, data: dict, command: str):
             f"written by another lfwbench (schema {version}; this one reads {expected}); re-run lfwbench {command}"
         )
     try:
-        return dacite.from_dict(cls, data, config=dacite.Config(strict=True))  # a field it does not know: refused
+        hooks = {float: lambda value: math.nan if value is None else value}  # an undefined figure is stored as null
+        return dacite.from_dict(cls, data, config=dacite.Config(strict=True, type_hooks=hooks))  # unknown: refused
     except dacite.DaciteError as error:
         raise LfwbenchError(f"not a file of lfwbench {command} ({error})") from None
 
@@ -244,7 +246,7 @@ class Crossval:
             if len(self.folds) == self.folds_total
             else (f"over {len(self.folds)} of {self.folds_total} folds, unfinished")
         )
-        return f"View 2, {self.regime}, no outside data: {mean:.4f} ± {error:.4f} (û ± SE {over})"
+        return f"View 2, {self.regime}, no outside data: {shown(mean)} ± {shown(error)} (û ± SE {over})"
 
     @classmethod
     def from_dict(cls, data: dict) -> Crossval:
