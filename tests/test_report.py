@@ -279,3 +279,24 @@ def test_summary_tables_for_a_pull_request_and_a_paper(make_results, lfw_tree: P
 def test_a_list_of_one_same_and_one_different_pair_reports_without_intervals(make_results, lfw_tree: Path) -> None:
     html = render_report([make_results(lfw_tree, pairs=2)], plotlyjs="cdn")
     assert "no bootstrap interval: fewer than two pairs of a class" in html
+
+
+def test_an_undefined_figure_is_stored_as_null_and_shown_as_n_a(make_results, lfw_tree: Path, tmp_path: Path) -> None:
+    import json
+    import math
+
+    from lfwbench.results import read_results
+
+    results = make_results(lfw_tree)
+    results.metrics.auc = math.nan  # as a list of one class leaves it
+    write_results(tmp_path / "r.json", results)
+    text = (tmp_path / "r.json").read_text()
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written: not standard JSON"))
+    assert '"auc": null' in text
+    assert math.isnan(read_results(tmp_path / "r.json").metrics.auc)
+    args = ["report", "--results", tmp_path / "r.json", "--out", tmp_path / "page.html", "--plotlyjs", "cdn",
+            "--summary", tmp_path / "table.md"]  # fmt: skip
+    result = CliRunner().invoke(main, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    assert "| n/a" in (tmp_path / "table.md").read_text() and "nan" not in (tmp_path / "table.md").read_text().lower()
+    assert "<td>n/a <span class=\"ci\">" in (tmp_path / "page.html").read_text()  # the AUC cell
