@@ -124,11 +124,12 @@ def open_checkpoint(
     sha256 = file_digest(model_path)
     run, notes = read_run(model_path, sha256)
     stamp = read_stamp(model_path)
-    options = run.options if run is not None else {}
-    preset = options.get("preset") or (stamp.preset if stamp is not None else None)
+    preset = run.config.preset if run is not None else stamp.preset if stamp is not None else None
     score, facts, engine_name = _engine(model_path, sha256, engine, preset, batch_size, flip, notes.append, run)
     size, _, channels = facts["input_shape"]
-    spec = stamp.spec if stamp is not None else run.image_spec if run is not None else ImageSpec(size, channels, 0)
+    spec = (
+        stamp.spec if stamp is not None else run.config.image_spec if run is not None else ImageSpec(size, channels, 0)
+    )
     if (spec.size, spec.channels) != (size, channels):
         raise CheckpointError(
             f"{model_path}: says it takes {spec.shape} images, but its model takes {size}x{size}x{channels}"

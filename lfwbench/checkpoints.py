@@ -110,9 +110,7 @@ def read_stamp(path: str | Path) -> Stamp | None:
             return None
         fields = json.loads(_text(stamp))
         preset = fields.pop("preset", None)
-        spec = ImageSpec(**fields)
-        if not (16 <= spec.size <= 4096 and spec.channels in (1, 3) and 0 <= spec.crop <= 250):
-            raise ValueError(f"stamp {brief(fields)} is no image a model takes")
+        spec = ImageSpec(**fields).checked()
         if preset is not None and not isinstance(preset, str):
             raise ValueError(f"stamp preset {brief(preset)}")
         return Stamp(spec, preset)

@@ -268,6 +268,11 @@ def training_options(grid: bool = False):
         ),
         click.option("--images-per-person", type=click.IntRange(2), help="K of the person batches (default 4)."),
         click.option(
+            "--margin",
+            type=click.FloatRange(0, 1),
+            help="CosFace margin of an identity loss beside the pair loss (person batches, cosine head); 0: none.",
+        ),
+        click.option(
             "--schedule",
             type=click.Choice(SCHEDULES),
             help="Learning rate: constant, or cosine decay to zero (default: the preset's).",
@@ -934,7 +939,7 @@ def doctor(seconds: float) -> None:
     click.echo(f"matmul: {found.matmul_gflops:.0f} GFLOP/s float32{half}")
     click.echo(f"training computes in: {found.policy} (lfwbench train --mixed-precision/--no-mixed-precision)")
     click.echo("expected training, at the share of the matmul rate each preset reached where measured:")
-    click.echo(f"{'preset':<8}{'epochs':>7}{'GFLOP/epoch':>13}{'share':>7}{'minutes':>9}")
+    click.echo(f"{'preset':<10}{'epochs':>7}{'GFLOP/epoch':>13}{'share':>7}{'minutes':>9}")
     for row in found.estimates:
         share, minutes = (f"{row.share:.2f}", f"{row.minutes:.0f}") if row.minutes else ("-", "unknown")
-        click.echo(f"{row.preset:<8}{row.epochs:>7}{row.gflop_per_epoch:>13,.0f}{share:>7}{minutes:>9}")
+        click.echo(f"{row.preset:<10}{row.epochs:>7}{row.gflop_per_epoch:>13,.0f}{share:>7}{minutes:>9}")

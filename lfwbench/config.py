@@ -5,9 +5,10 @@ No TensorFlow: the CLI builds its options' choices from these lists, and run fol
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
-from lfwbench.errors import LfwbenchError
+from lfwbench.errors import LfwbenchError, brief
 from lfwbench.images import ImageSpec
 from lfwbench.presets import get_preset
 
@@ -15,6 +16,19 @@ REGIMES = ("restricted", "unrestricted")
 SCHEDULES = ("constant", "cosine")
 KEEPS = ("best", "last")
 STRATEGIES = ("default", "mirrored", "multiworker")
+# The numbers a run may have, lowest and highest (None: no bound), for the command line and stored configs alike.
+COUNTS = {
+    "epochs": (1, None), "batch_size": (1, None), "patience": (1, None), "pairs_per_epoch": (0, None),
+    "identity_epochs": (0, None), "people_per_batch": (0, None), "images_per_person": (2, None), "fold": (0, 10),
+    "seed": (0, 2**32 - 1), "split_seed": (0, 2**32 - 1),  # NumPy's generators take no negative seed
+}  # fmt: skip
+RATES = {
+    "lr": (lambda v: v > 0, "above 0"),
+    "dropout": (lambda v: 0 <= v < 1, "from 0 up to 1"),
+    "val_fraction": (lambda v: 0 < v < 1, "between 0 and 1"),
+    "margin": (lambda v: 0 <= v <= 1, "from 0 to 1"),
+    "min_delta": (lambda v: v >= 0, "0 or more"),
+}
 
 
 @dataclass
@@ -40,6 +54,7 @@ class TrainConfig:
     identity_epochs: int | None = None
     people_per_batch: int | None = None
     images_per_person: int | None = None
+    margin: float | None = None  # CosFace margin of the identity loss beside the pair loss; 0: no identity loss
     schedule: str | None = None
     keep: str | None = None
     reduce_lr: bool = False
@@ -62,6 +77,7 @@ class TrainConfig:
             "identity_epochs": 0,
             "people_per_batch": 0,
             "images_per_person": 4,
+            "margin": 0.0,
             "schedule": "constant",
             "keep": "best",
             "split_seed": self.seed,
@@ -70,6 +86,7 @@ class TrainConfig:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update({name: defaults.get(name) for name, value in values.items() if value is None})
         config = TrainConfig(**values)
+        config._check_numbers()
         choices = {"regime": REGIMES, "schedule": SCHEDULES, "keep": KEEPS, "strategy": STRATEGIES}
         for name, allowed in choices.items():
             if getattr(config, name) not in allowed:
@@ -78,6 +95,8 @@ class TrainConfig:
             raise LfwbenchError(
                 "identity epochs and person batches need the unrestricted regime (all images of the training people)"
             )
+        if config.margin and not (config.people_per_batch and get_preset(config.preset).head == "cosine"):
+            raise LfwbenchError("a margin loss needs person batches (--people-per-batch) and a cosine-head preset")
         if config.people_per_batch and config.strategy != "default":
             raise LfwbenchError("person batches train on one device; use pair batches with a tf.distribute strategy")
         if config.fold and config.train_list != config.eval_list:
@@ -86,11 +105,23 @@ class TrainConfig:
             raise LfwbenchError("choose one learning-rate schedule: cosine decay or reduce-lr on plateau")
         return config
 
-    @classmethod
-    def stored(cls, options: dict) -> TrainConfig:
-        """The config a run folder recorded, less fields this version does not know."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{name: value for name, value in options.items() if name in known})
+    def _check_numbers(self) -> None:
+        """Every count a whole number in its range, every rate a finite number in its range, the image one a model
+        takes: a stored config is checked as the command line's options are."""
+        for name, (low, high) in COUNTS.items():
+            value = getattr(self, name)
+            if type(value) is not int or value < low or (high is not None and value > high):
+                words = f"{low} or more" if high is None else f"from {low} to {high}"
+                raise LfwbenchError(f"{name} {brief(value)} is not a whole number {words}")
+        for name, (allowed, words) in RATES.items():
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not (number and allowed(value)):
+                raise LfwbenchError(f"{name} {brief(value)} is not a number {words}")
+        try:
+            self.image_spec.checked()
+        except ValueError as error:
+            raise LfwbenchError(str(error)) from None
 
     @property
     def evaluated(self) -> str:

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from lfwbench.config import TrainConfig
 from lfwbench.machine import Environment, environment
-from lfwbench.presets import PRESETS
+from lfwbench.presets import PRESETS, TEST_PRESETS
 from lfwbench.training import compute_policy, native_mixed_precision
 
 DEVTRAIN_PAIRS = 2200  # pairsDevTrain.txt: the restricted regime's pairs, less the validation share
@@ -90,5 +90,5 @@ def diagnose(seconds: float = 2.0) -> Diagnosis:
     half = None
     if policy != "float32":
         half = matmul_gflops(tf.float16 if policy == "mixed_float16" else tf.bfloat16, seconds=seconds)
-    estimates = [estimate(name, policy, rate) for name in PRESETS if name != "tiny"]
+    estimates = [estimate(name, policy, rate) for name in PRESETS if name not in TEST_PRESETS]
     return Diagnosis(environment(), f"{tf.__version__} ({cuda})", onednn, policy, rate, half, estimates)

@@ -20,6 +20,7 @@ import numpy as np
 from lfwbench.console import progress_bar
 from lfwbench.errors import brief
 from lfwbench.files import write_bytes, write_json
+from lfwbench.presets import HEADS
 
 ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
 BUNDLE_FORMAT = 2  # 2: the JSON vouches for the TFLite bytes by their sha256
@@ -92,6 +93,10 @@ def _unfit(facts: dict) -> str:
     numbers = (int, float)
     if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) and 0 < n <= 4096 for n in shape)):
         return f"input_shape {brief(shape)} is no image shape"
+    if facts.get("head", "l1") not in HEADS:
+        return f"head {brief(facts.get('head'))} is none of {', '.join(HEADS)}"
+    if facts.get("head") == "cosine" and not (isinstance(kernel, list) and len(kernel) == 1):
+        return "a cosine head has one weight"
     if not (isinstance(kernel, list) and 0 < len(kernel) <= MAX_EMBEDDING):
         return f"head_kernel is not a list of 1 to {MAX_EMBEDDING:,} numbers"
     if not all(isinstance(w, numbers) and not isinstance(w, bool) and math.isfinite(w) for w in kernel):
@@ -151,11 +156,17 @@ def embed_batches(
     return np.concatenate(rows)[:count].astype(np.float32)
 
 
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
 def head_scores(facts: dict, embeddings: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """P(same) = sigmoid(|a - b| . w + b): the head of every lfwbench model (dropout is off at inference)."""
-    kernel = np.asarray(facts["head_kernel"], dtype=np.float64)
+    """P(same) = sigmoid(|a - b| . w + b), or for a cosine head sigmoid(w cos(a, b) + b): the heads of lfwbench
+    models (dropout is off at inference)."""
+    kernel, cosine = np.asarray(facts["head_kernel"], dtype=np.float64), facts.get("head") == "cosine"
     logits = np.empty(len(left))
     for start in range(0, len(left), PAIR_CHUNK):  # memory grows with the images, not with the pairs
-        i, j = left[start : start + PAIR_CHUNK], right[start : start + PAIR_CHUNK]
-        logits[start : start + len(i)] = np.abs(embeddings[i].astype(np.float64) - embeddings[j]) @ kernel
+        a, b = (embeddings[side[start : start + PAIR_CHUNK]].astype(np.float64) for side in (left, right))
+        joined = (_unit(a) * _unit(b)).sum(axis=1, keepdims=True) if cosine else np.abs(a - b)
+        logits[start : start + len(a)] = joined @ kernel
     return 1 / (1 + np.exp(-(logits + facts["head_bias"])))

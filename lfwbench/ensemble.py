@@ -37,15 +37,34 @@ def _renamed_twin(twin: keras.Model, name: str) -> keras.Model:
 
 
 def merge_siamese(models: Sequence[keras.Model], preset: str) -> keras.Model:
-    """One model scoring sigmoid(mean of the members' logits): twins side by side, head kernels divided by N."""
+    """One model scoring sigmoid(mean of the members' logits): twins side by side, head kernels divided by N.
+
+    Cosine heads merge exactly too: each member's unit embedding scaled by sqrt(s_i) makes the cosine of the joined
+    embeddings sum(s_i cos_i) / sum(s_i), so one unit of weight sum(s_i) / N gives the mean logit.
+    """
     twins = [model.get_layer("twin") for model in models]
+    heads = [model.get_layer("head") for model in models]
+    weights = [head.get_layer("same").get_weights() for head in heads]
+    cosine = [any(layer.name == "cosine" for layer in head.layers) for head in heads]
+    if len(set(cosine)) > 1:
+        raise LfwbenchError("members with a cosine head and members with an L1 head cannot be merged")
+    scales = np.array([kernel.item() for kernel, _ in weights]) if cosine[0] else None
+    if scales is not None and not (scales > 0).all():
+        raise LfwbenchError("a cosine-head member has a scale s <= 0: its scores fall as faces grow alike")
     shape = tuple(twins[0].input.shape[1:])
     image = keras.Input(shape, name="image")
-    members = [_renamed_twin(twin, f"member{number}")(image) for number, twin in enumerate(twins, start=1)]
+    members = []
+    for number, twin in enumerate(twins, start=1):
+        embedding = _renamed_twin(twin, f"member{number}")(image)
+        if scales is not None:
+            embedding = keras.layers.UnitNormalization(name=f"member{number}_unit")(embedding)
+            embedding = keras.layers.Rescaling(float(np.sqrt(scales[number - 1])), name=f"member{number}_s")(embedding)
+        members.append(embedding)
     twin = keras.Model(image, keras.layers.Concatenate(name="members")(members), name="twin")
     head = build_head(replace(get_preset(preset), embedding=int(twin.output.shape[-1])), dropout=0.0)
-    kernels, biases = zip(*(model.get_layer("head").get_layer("same").get_weights() for model in models), strict=True)
-    head.get_layer("same").set_weights([np.concatenate(kernels) / len(models), np.mean(biases, axis=0)])
+    kernels, biases = zip(*weights, strict=True)
+    kernel = np.array([[scales.sum()]]) if scales is not None else np.concatenate(kernels)
+    head.get_layer("same").set_weights([kernel / len(models), np.mean(biases, axis=0)])
     left, right = keras.Input(shape, name="left"), keras.Input(shape, name="right")
     return keras.Model([left, right], head([twin(left), twin(right)]), name=f"siamese_{preset}")
 
@@ -74,24 +93,22 @@ def write_ensemble(model_paths: Sequence[Path], out_dir: Path, overwrite: bool =
     members = [_member_run(path) for path in paths]
     first = members[0]
     for path, run in zip(paths[1:], members[1:], strict=True):
-        for key, value, expected in [(k, run.options.get(k), first.options.get(k)) for k in SHARED] + [
-            ("split_seed", run.split_seed, first.split_seed)
-        ]:
+        for key in (*SHARED, "split_seed"):
+            value, expected = getattr(run.config, key), getattr(first.config, key)
             if value != expected:
                 raise LfwbenchError(f"{path}: {key}={value}, but {paths[0]} has {key}={expected}; members must match")
-    model = merge_siamese([load_model(path) for path in paths], first.options["preset"])
+    model = merge_siamese([load_model(path) for path in paths], first.config.preset)
     described = [
-        {"checkpoint": str(path), "sha256": file_digest(path), "seed": run.options["seed"]}
+        runs.EnsembleMember(str(path), file_digest(path), run.config.seed)
         for path, run in zip(paths, members, strict=True)
     ]
-    options = {**first.options, "seed": [member["seed"] for member in described], "split_seed": first.split_seed}
-    record = {**first.record, "config": options, "ensemble": described}
+    record = replace(first.record, ensemble=described)  # its config: the first member's; every seed in `ensemble`
     with runs.writing(out_dir, "overwrite" if overwrite else "new") as folder:
         files = {
-            runs.CONFIG: lambda target: write_json(target, record),
-            runs.BEST_KERAS: lambda target: save_model(model, target, first.image_spec),
-            runs.BEST_H5: lambda target: save_model(model, target, first.image_spec),
+            runs.CONFIG: lambda target: write_json(target, record.to_dict()),
+            runs.BEST_KERAS: lambda target: save_model(model, target, first.config.image_spec),
+            runs.BEST_H5: lambda target: save_model(model, target, first.config.image_spec),
         }
         folder.commit(0, [], files)
-        write_inference_bundle(folder, options["preset"])
+        write_inference_bundle(folder, first.config.preset)
     return folder / runs.BEST_KERAS

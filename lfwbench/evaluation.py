@@ -192,9 +192,9 @@ def evaluate(
                    float(score), int(guess), pair.line)
         for pair, score, guess in zip(pairs, scores, predicted, strict=True)
     ]  # fmt: skip
-    options = scorer.run.options if scorer.run is not None else {}
+    config = scorer.run.config if scorer.run is not None else DEFAULTS
     variant = find_variant(root)[0] if root is not None else ""
-    split_seed = scorer.run.split_seed if scorer.run is not None else 0
+    split_seed = scorer.run.config.split_seed if scorer.run is not None else 0
     return Results(
         model=scorer.facts,
         data=DataFacts(
@@ -211,9 +211,7 @@ def evaluate(
                 for pair, reason in scored.skipped
                 if not fold or pair.fold == fold - 1
             ],
-            stats=data_stats(root, options.get("val_fraction", DEFAULTS.val_fraction), split_seed)
-            if root is not None
-            else {},
+            stats=data_stats(root, config.val_fraction, split_seed) if root is not None else {},
         ),
         metrics=metrics,
         pairs=records,

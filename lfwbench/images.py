@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from lfwbench.console import progress_bar
-from lfwbench.errors import ImageError
+from lfwbench.errors import ImageError, brief
 from lfwbench.files import TEMPORARY_PREFIX, atomic_open, write_json
 from lfwbench.pairs import Pair
 
@@ -56,6 +56,15 @@ class ImageSpec:
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.size, self.size, self.channels)
+
+    def checked(self) -> ImageSpec:
+        """Itself when a model can take it, else ValueError: what a file someone else wrote may ask for."""
+        numbers = (self.size, self.channels, self.crop)
+        if not all(type(n) is int for n in numbers) or not (
+            16 <= self.size <= MAX_SIDE and self.channels in (1, 3) and 0 <= self.crop <= LFW_SIDE
+        ):
+            raise ValueError(f"(size, channels, crop) {brief(numbers)} is no image a model takes")
+        return self
 
     def describe(self) -> str:
         """What the model is fed, in words: `64x64 grayscale, centre crop 128 of the 250x250 image`."""

@@ -56,10 +56,12 @@ def model_facts(model: keras.Model, preset: str) -> dict:
 def export_bundle(model: keras.Model, checkpoint_sha256: Sequence[str], preset: str) -> Bundle:
     """The int8 twin and what evaluation needs besides it (head weights, facts), for the given checkpoints."""
     facts = model_facts(model, preset)
-    kernel, bias = model.get_layer("head").get_layer("same").get_weights()
+    head = model.get_layer("head")
+    kernel, bias = head.get_layer("same").get_weights()
     bundle_facts = {
         "checkpoint_sha256": list(checkpoint_sha256),
         "input_shape": facts["input_shape"],
+        "head": "cosine" if any(layer.name == "cosine" for layer in head.layers) else "l1",
         "head_kernel": kernel.ravel().astype(float).tolist(),
         "head_bias": float(bias[0]),
         "model": facts,

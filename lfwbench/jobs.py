@@ -81,7 +81,7 @@ def run_job(job: Job) -> JobResult:
 
     folder, done = runs.RunFolder(job.folder), job.folder / runs.SUMMARY
     if folder.is_run():  # finished or not, a run of other options is never passed off as this job's
-        stored = TrainConfig.stored(folder.read_config()["config"])
+        stored = folder.read_config().config
         asked = job.config.resolved()
         if asked.mixed_precision is None:  # left to the machine: whatever the run's machine chose
             asked = replace(asked, mixed_precision=stored.mixed_precision)

@@ -16,6 +16,7 @@ from lfwbench.presets import ConvBlock, Preset, get_preset
 __all__ = [
     "ConvBlock",
     "FusedBatchNormalization",
+    "Cosine",
     "L1Distance",
     "Preset",
     "SplitBiasConv2D",
@@ -129,14 +130,50 @@ class L1Distance(layers.Layer):
         return input_shape[0]
 
 
-def build_head(preset: Preset, dropout: float, seed: int | None = None) -> keras.Model:
-    """Two embeddings -> probability of 'same' (L1 distance, dropout, one sigmoid unit kept in float32)."""
-    _, biases = _initialisers(preset, seed)
+COSINE_SCALE = 10.0  # the cosine head's starting s: cos in [-1, 1] spans P(same) 0.00005-0.99995
+
+
+@keras.saving.register_keras_serializable(package="lfwbench")
+class Cosine(layers.Layer):
+    """cos(a, b) of two embeddings, one column: the join of the cosine head.
+
+    Trained with a margin loss, it also holds one proxy direction per training identity (CosFace's class weights),
+    so that `last.keras` resumes the whole run; scoring never reads them.
+    """
+
+    def __init__(self, identities: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.identities = identities
+
+    def build(self, input_shape):
+        if self.identities:
+            width = input_shape[0][-1]
+            self.proxies = self.add_weight(shape=(width, self.identities), initializer="glorot_uniform", name="proxies")
+
+    def call(self, inputs):
+        first, second = (keras.ops.normalize(side, axis=-1) for side in inputs)
+        return keras.ops.sum(first * second, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[0][:-1], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "identities": self.identities}
+
+
+def build_head(preset: Preset, dropout: float, seed: int | None = None, identities: int = 0) -> keras.Model:
+    """Two embeddings -> probability of 'same', one sigmoid unit kept in float32: on their L1 distance after
+    dropout, or (`preset.head == "cosine"`) sigmoid(s * cos(a, b) + c) with s and c learned."""
     first = keras.Input((preset.embedding,), name="embedding_left")
     second = keras.Input((preset.embedding,), name="embedding_right")
-    x = L1Distance(dtype="float32", name="l1_distance")([first, second])
-    x = layers.Dropout(dropout, seed=seed, dtype="float32", name="dropout")(x)
-    probability = layers.Dense(1, activation="sigmoid", dtype="float32", name="same", **biases)(x)
+    if preset.head == "cosine":
+        x = Cosine(identities, dtype="float32", name="cosine")([first, second])
+        same = {"kernel_initializer": keras.initializers.Constant(COSINE_SCALE), "bias_initializer": "zeros"}
+    else:
+        x = L1Distance(dtype="float32", name="l1_distance")([first, second])
+        x = layers.Dropout(dropout, seed=seed, dtype="float32", name="dropout")(x)
+        same = _initialisers(preset, seed)[1]
+    probability = layers.Dense(1, activation="sigmoid", dtype="float32", name="same", **same)(x)
     return keras.Model([first, second], probability, name="head")
 
 
@@ -148,15 +185,16 @@ def build_siamese(
     dropout: float = DEFAULTS.dropout,
     seed: int | None = None,
     compile: bool = True,
+    identities: int = 0,
 ) -> keras.Model:
     """The two-input model `[left, right] -> P(same)`, compiled with Adam and binary cross-entropy.
 
-    `input_shape` defaults to the preset's (size, size, channels).
+    `input_shape` defaults to the preset's (size, size, channels); `identities` proxies are kept for a margin loss.
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     input_shape = tuple(input_shape or (preset.size, preset.size, preset.channels))
     twin = build_twin(preset, input_shape, seed)
-    head = build_head(preset, dropout, seed)
+    head = build_head(preset, dropout, seed, identities)
     left = keras.Input(input_shape, name="left")
     right = keras.Input(input_shape, name="right")
     model = keras.Model([left, right], head([twin(left), twin(right)]), name=f"siamese_{preset.name}")

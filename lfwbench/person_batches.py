@@ -34,26 +34,52 @@ def pair_indices(batch: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(batch, k=1)
 
 
-def with_pair_targets(dataset: tf.data.Dataset, batch: int) -> tf.data.Dataset:
-    """`(images, person labels)` batches -> `(images, same-person flag of every pair, balancing weights)`."""
+def with_pair_targets(dataset: tf.data.Dataset, batch: int, labelled: bool = False) -> tf.data.Dataset:
+    """`(images, person labels)` batches -> `(images, same-person flag of every pair, balancing weights)`; with
+    `labelled`, the inputs are `(images, person labels)`, for a margin loss over identities."""
     left, right = (tf.constant(side, dtype=tf.int32) for side in pair_indices(batch))
 
     def targets(images, persons):
         same = tf.cast(tf.gather(persons, left) == tf.gather(persons, right), tf.float32)
         count, positives = tf.cast(tf.size(same), tf.float32), tf.reduce_sum(same)
         weights = tf.where(same > 0, count / (2 * positives), count / (2 * (count - positives)))
-        return images, same, weights
+        return ((images, persons) if labelled else images), same, weights
 
     return dataset.map(targets, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def all_pairs_model(siamese: keras.Model, batch: int) -> keras.Model:
-    """Images -> P(same) of every pair among them, through the Siamese model's own twin and head."""
+MARGIN_SCALE = 30.0  # CosFace's s: the logits' scale on unit vectors (Wang et al. 2018 use 64 for 10,000s of classes)
+
+
+class CosFaceLoss(keras.layers.Layer):
+    """Passes the embeddings through and adds CosFace's loss (Wang et al. 2018): softmax cross-entropy over the
+    identities of s * (cos(embedding, proxy) - margin at the true identity), the proxies the cosine head's."""
+
+    def __init__(self, cosine: keras.layers.Layer, margin: float, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.cosine, self.margin = cosine, margin
+
+    def call(self, inputs):
+        embeddings, persons = inputs
+        proxies = self.cosine.proxies
+        cosines = keras.ops.normalize(embeddings, axis=-1) @ keras.ops.normalize(proxies, axis=0)
+        logits = MARGIN_SCALE * (cosines - self.margin * keras.ops.one_hot(persons, proxies.shape[-1]))
+        self.add_loss(keras.ops.mean(keras.ops.sparse_categorical_crossentropy(persons, logits, from_logits=True)))
+        return embeddings
+
+
+def all_pairs_model(siamese: keras.Model, batch: int, margin: float = 0.0) -> keras.Model:
+    """Images -> P(same) of every pair among them, through the Siamese model's own twin and head; with a `margin`,
+    it takes `[images, person labels]` and adds the CosFace loss of the twin's embeddings."""
     twin, head = siamese.get_layer("twin"), siamese.get_layer("head")
     images = keras.Input(tuple(twin.input.shape[1:]), batch_size=batch, name="images")
-    embeddings = twin(images)
+    embeddings, inputs = twin(images), images
+    if margin:
+        persons = keras.Input((), batch_size=batch, dtype="int32", name="persons")
+        embeddings = CosFaceLoss(head.get_layer("cosine"), margin, name="cosface")([embeddings, persons])
+        inputs = [images, persons]
     sides = [keras.ops.take(embeddings, side, axis=0) for side in pair_indices(batch)]
-    return keras.Model(images, head(sides), name="all_pairs")
+    return keras.Model(inputs, head(sides), name="all_pairs")
 
 
 class PairValidation(keras.callbacks.Callback):

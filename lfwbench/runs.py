@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import dacite
+
 from lfwbench.config import TrainConfig
-from lfwbench.errors import RunFolderError, brief
+from lfwbench.errors import LfwbenchError, RunFolderError, brief
 from lfwbench.files import TEMPORARY_PREFIX, FolderLock, file_digest, is_file_name, sync_file, write_csv, write_json
-from lfwbench.images import ImageSpec
 from lfwbench.pairs import Pair
 from lfwbench.plan import ListPlan, plan_lists
 
@@ -120,6 +121,49 @@ def is_history_row(row: object) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class EnsembleMember:
+    checkpoint: str
+    sha256: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """config.json: the options a run was trained with (resolved), the data it read, its split, the versions.
+
+    The one reader of config.json: every field is checked, a field this version does not know is refused, and a
+    training option added since the run was made takes its default (what the run did without it)."""
+
+    config: TrainConfig
+    preset: dict
+    input_shape: list[int]
+    data_root: str
+    variant: str
+    lists_md5: dict[str, str]
+    split: dict[str, int | str]
+    versions: dict[str, str]
+    ensemble: list[EnsembleMember] = field(default_factory=list)  # an ensemble's members, in the merged order
+
+    @classmethod
+    def parse(cls, stored: object) -> RunRecord:
+        """Raises ValueError naming what fails."""
+        try:
+            record = dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
+        except dacite.DaciteError as error:
+            raise ValueError(str(error)) from None
+        config = record.config.resolved()
+        if record.input_shape != list(config.image_spec.shape):
+            raise ValueError(f"input_shape {brief(record.input_shape)} is not the configured image's")
+        lists = (config.train_list, config.eval_list, config.people_list)
+        if not all(is_file_name(name) for name in lists):  # read under the data root, never elsewhere
+            raise ValueError(f"the lists {brief(lists)} are not plain file names")
+        return replace(record, config=config)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 class RunFolder:
     """One run's folder on disk; writers hold its lock (see `writing`), readers need none."""
 
@@ -129,15 +173,17 @@ class RunFolder:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    def read_config(self) -> dict:
-        """config.json as `train` or `ensemble` wrote it."""
+    def read_config(self) -> RunRecord:
+        """config.json as `train` or `ensemble` wrote it, checked."""
         path = self / CONFIG
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return RunRecord.parse(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise RunFolderError(f"{self.path}: no {CONFIG}; not an lfwbench run folder") from None
         except (OSError, ValueError) as error:
-            raise RunFolderError(f"{path}: unreadable ({error})") from None
+            raise RunFolderError(f"{path}: not a run record ({error})") from None
+        except LfwbenchError as error:  # a stored option no preset or choice of this version allows
+            raise RunFolderError(f"{path}: {error}") from None
 
     def manifest(self) -> Manifest | None:
         """The committed state, or None when no epoch was committed (or the folder predates manifests)."""
@@ -284,32 +330,22 @@ class Run:
     """A training (or ensemble) run as stored beside a checkpoint: its config.json and its committed history."""
 
     folder: Path
-    record: dict
+    record: RunRecord
     history: list[dict]
     files: dict[str, str]
     _plans: dict[Path, ListPlan | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def options(self) -> dict:
-        """The TrainConfig fields the run was made with (its `config` block)."""
-        return self.record.get("config", {})
-
-    @property
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(self.options["size"], self.options["channels"], self.options.get("crop") or 0)
-
-    @property
-    def split_seed(self) -> int:
-        """The seed of the validation split (runs before `split_seed` existed split with their `seed`)."""
-        return self.options.get("split_seed", self.options.get("seed", 0))
+    def config(self) -> TrainConfig:
+        """The options the run was made with, resolved."""
+        return self.record.config
 
     def lists(self, root: Path) -> ListPlan | None:
         """The run's pairs and people by role, as training planned them (once per data root); None without its
         training list."""
         if root not in self._plans:
-            config = TrainConfig.stored(self.options)
-            found = (root / config.train_list).is_file()
-            self._plans[root] = plan_lists(root, replace(config, split_seed=self.split_seed)) if found else None
+            found = (root / self.config.train_list).is_file()
+            self._plans[root] = plan_lists(root, self.config) if found else None
         return self._plans[root]
 
     def training_people(self, root: Path) -> set[str]:
@@ -322,13 +358,13 @@ class Run:
         lists = self.lists(root)
         if lists is None:
             return None
-        config = TrainConfig.stored(self.options)
+        config = self.config
         source = config.train_list + (f" without fold {config.fold}" if config.fold else "")
-        return lists.val, f"{source} (validation people, fraction {config.val_fraction}, seed {self.split_seed})"
+        return lists.val, f"{source} (validation people, fraction {config.val_fraction}, seed {config.split_seed})"
 
     def as_training(self) -> dict:
         """What results.json keeps of the run: its config and its history."""
-        return {"config": self.record, "history": self.history}
+        return {"config": self.record.to_dict(), "history": self.history}
 
 
 def run_files(checkpoint: Path) -> list[Path]:

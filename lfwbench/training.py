@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -149,7 +149,7 @@ def training_set(config: TrainConfig, data: TrainingData, epochs: range, steps: 
         ]  # fmt: skip
         columns = tuple(np.concatenate([epoch[i] for epoch in drawn]) for i in range(2))
         batch = config.person_batch
-        return with_pair_targets(make_dataset(data.images, columns, batch, augment), batch)
+        return with_pair_targets(make_dataset(data.images, columns, batch, augment), batch, bool(config.margin))
     plan = [data.epoch_pairs(epoch) for epoch in epochs]
     triples = tuple(np.concatenate([p[i][: steps * config.batch_size] for p in plan]) for i in range(3))
     return make_dataset(data.images, triples, config.batch_size, augment)
@@ -275,7 +275,7 @@ def fitted_model(model: keras.Model, config: TrainConfig) -> keras.Model:
     """What `fit` trains: the Siamese model, or for person batches its all-pairs view, sharing its optimizer."""
     if not config.person_batch:
         return model
-    fitted = all_pairs_model(model, config.person_batch)
+    fitted = all_pairs_model(model, config.person_batch, config.margin)
     fitted.compile(optimizer=model.optimizer, loss="binary_crossentropy", weighted_metrics=["accuracy"])
     return fitted
 
@@ -359,19 +359,19 @@ class RunRecorder(keras.callbacks.Callback):
             self.stopped_early = self.model.stop_training = True
 
 
-def run_config(config: TrainConfig, root: Path, facts: dict) -> dict:
+def run_record(config: TrainConfig, root: Path, facts: dict) -> runs.RunRecord:
     """What config.json records: the options, the data and lists with md5s, the split facts, the versions."""
     lists = {name: root / name for name in (config.train_list, config.eval_list, config.people_list)}
-    return {
-        "config": asdict(config),
-        "preset": get_preset(config.preset).to_dict(),
-        "input_shape": list(config.image_spec.shape),
-        "data_root": str(root.resolve()),
-        "variant": find_variant(root)[0],
-        "lists_md5": {name: file_md5(path) for name, path in lists.items() if path.is_file()},
-        "split": facts,
-        "versions": {"lfwbench": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
-    }
+    return runs.RunRecord(
+        config,
+        get_preset(config.preset).to_dict(),
+        list(config.image_spec.shape),
+        str(root.resolve()),
+        find_variant(root)[0],
+        {name: file_md5(path) for name, path in lists.items() if path.is_file()},
+        facts,
+        {"lfwbench": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+    )
 
 
 def train(
@@ -390,15 +390,6 @@ def train(
         return _train(config, root, folder, mode == "resume", verbose, progress)
 
 
-def stored_config(folder: runs.RunFolder) -> TrainConfig:
-    """The options a run folder was trained with, as a TrainConfig."""
-    stored = folder.read_config().get("config", {})
-    try:
-        return TrainConfig(**stored)
-    except TypeError as error:
-        raise LfwbenchError(f"{folder / runs.CONFIG}: not a training config ({error})") from None
-
-
 def _train(
     config: TrainConfig,
     root: Path,
@@ -410,7 +401,7 @@ def _train(
     out_dir = folder.path
     history = folder.history() if resume else []
     if resume:
-        stored = stored_config(folder)
+        stored = folder.read_config().config
         config = replace(stored, epochs=config.epochs or stored.epochs)
     config = config.resolved()
     native = native_mixed_precision()
@@ -426,7 +417,7 @@ def _train(
         tf.config.experimental.enable_op_determinism()
     data = prepare_data(config, root, progress=verbose != 0)
     if not resume:
-        write_json(folder / runs.CONFIG, run_config(config, root, data.facts))
+        write_json(folder / runs.CONFIG, run_record(config, root, data.facts).to_dict())
     steps = steps_per_epoch(config, data)
     val_set = make_dataset(data.images, data.val, config.batch_size)
     policy = keras.mixed_precision.global_policy()
@@ -444,6 +435,7 @@ def _train(
                     lr=learning_rate(config, steps * config.epochs),
                     dropout=config.dropout,
                     seed=config.seed,
+                    identities=int(data.identities[1].max()) + 1 if config.margin else 0,
                 )
                 if config.identity_epochs:
                     identity = pretrain_identities(model.get_layer("twin"), data, config, verbose)

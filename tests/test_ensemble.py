@@ -72,3 +72,22 @@ def test_members_must_share_the_validation_split(members: list[Path], lfw_tree: 
         write_ensemble(members[:1], tmp_path / "ens")
     result = CliRunner().invoke(main, ["ensemble", "--model", str(members[0]), "--out", str(tmp_path / "ens")])
     assert result.exit_code == 1 and "Error: an ensemble needs two or more checkpoints" in result.output
+
+
+def test_cosine_heads_merge_to_the_mean_logit_and_refuse_a_mix_or_a_negative_scale() -> None:
+    from lfwbench.ensemble import merge_siamese
+    from lfwbench.model import build_siamese
+
+    models = [build_siamese("tiny-cosine", seed=seed, compile=False) for seed in (1, 2)]
+    for model, (scale, bias) in zip(models, [(4.0, -1.0), (9.0, 0.5)], strict=True):
+        model.get_layer("head").get_layer("same").set_weights([np.array([[scale]]), np.array([bias])])
+    rng = np.random.default_rng(3)
+    left, right = (rng.integers(0, 256, (5, 32, 32, 3)).astype("float32") for _ in range(2))
+    logits = [np.log(p / (1 - p)) for p in (m.predict([left, right], verbose=0).ravel().astype(float) for m in models)]
+    merged = merge_siamese(models, "tiny-cosine").predict([left, right], verbose=0).ravel()
+    np.testing.assert_allclose(merged, 1 / (1 + np.exp(-np.mean(logits, axis=0))), atol=1e-5)
+    with pytest.raises(LfwbenchError, match="cosine head and members with an L1 head"):
+        merge_siamese([models[0], build_siamese("tiny", compile=False)], "tiny-cosine")
+    models[1].get_layer("head").get_layer("same").set_weights([np.array([[-1.0]]), np.array([0.0])])
+    with pytest.raises(LfwbenchError, match="scale s <= 0"):
+        merge_siamese(models, "tiny-cosine")

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from lfwbench import runs
 from lfwbench.cli import main
+from lfwbench.config import TrainConfig
 from lfwbench.dataset import check_data
 from lfwbench.errors import ImageError, LfwbenchError, PairListError, RunFolderError
 from lfwbench.fetch import fetch_lfw
@@ -64,6 +65,12 @@ def image_file(tree: Path, person: str, index: int) -> Path:
 # --- the run folder -------------------------------------------------------------------------------------------
 
 
+def run_record(**options) -> dict:
+    """A config.json as training writes it, of a tiny run with these options."""
+    config = TrainConfig(preset="tiny", **options).resolved()
+    return runs.RunRecord(config, {}, list(config.image_spec.shape), "/data", "lfw", {}, {}, {}).to_dict()
+
+
 def fake_commit(folder: runs.RunFolder, epoch: int, history: list[dict]) -> None:
     writers = {
         name: (lambda text: lambda path: path.write_text(text))(f"{name} {epoch}") for name in ("a.bin", "b.bin")
@@ -84,7 +91,7 @@ def test_new_run_folder_refuses_a_non_empty_folder_and_overwrite_refuses_a_non_r
 
 def test_overwrite_removes_the_manifest_first_then_the_rest(tmp_path: Path) -> None:
     with runs.writing(tmp_path / "run") as folder:
-        write_json(folder / runs.CONFIG, {"config": {}})
+        write_json(folder / runs.CONFIG, run_record())
         fake_commit(folder, 1, [{"epoch": 1}])
     with runs.writing(tmp_path / "run", "overwrite") as folder:
         assert folder.entries() == [] and folder.manifest() is None
@@ -118,7 +125,7 @@ def test_an_epoch_commits_every_file_at_once_and_the_manifest_records_their_sha2
 
 def test_a_commit_interrupted_after_the_manifest_is_rolled_forward(tmp_path: Path) -> None:
     with runs.writing(tmp_path / "run") as folder:
-        write_json(folder / runs.CONFIG, {"config": {}})
+        write_json(folder / runs.CONFIG, run_record())
         fake_commit(folder, 1, [{"epoch": 1}])
         (folder / "a.bin").rename(folder / ".staged-1-a.bin")  # as if killed before renaming it into place
         (folder / ".lfwbench-tmp-b.x1.bin").write_text("half")  # a write killed midway
@@ -128,7 +135,7 @@ def test_a_commit_interrupted_after_the_manifest_is_rolled_forward(tmp_path: Pat
 
 def test_staged_files_no_manifest_names_are_rolled_back(tmp_path: Path) -> None:
     with runs.writing(tmp_path / "run") as folder:
-        write_json(folder / runs.CONFIG, {"config": {}})
+        write_json(folder / runs.CONFIG, run_record())
         fake_commit(folder, 1, [{"epoch": 1}])
         (folder / ".staged-2-a.bin").write_text("a.bin 2")  # killed before epoch 2's manifest
     with runs.writing(tmp_path / "run", "resume") as folder:
@@ -138,7 +145,7 @@ def test_staged_files_no_manifest_names_are_rolled_back(tmp_path: Path) -> None:
 
 def test_a_damaged_manifest_is_refused_in_one_line(tmp_path: Path) -> None:
     with runs.writing(tmp_path / "run") as folder:
-        write_json(folder / runs.CONFIG, {"config": {}})
+        write_json(folder / runs.CONFIG, run_record())
         (folder / runs.MANIFEST).write_text("{not json")
     with pytest.raises(RunFolderError, match="manifest.json: unreadable .*cannot be trusted"):
         with runs.writing(tmp_path / "run", "resume"):
@@ -147,26 +154,26 @@ def test_a_damaged_manifest_is_refused_in_one_line(tmp_path: Path) -> None:
 
 def test_a_config_that_does_not_describe_the_checkpoint_is_ignored(tmp_path: Path) -> None:
     with runs.writing(tmp_path / "run") as folder:
-        write_json(folder / runs.CONFIG, {"config": {"crop": 128}})
+        write_json(folder / runs.CONFIG, run_record(crop=128))
         fake_commit(folder, 1, [{"epoch": 1}])
     run, warnings = runs.read_run(tmp_path / "run" / "a.bin", file_digest(tmp_path / "run" / "a.bin"))
-    assert run is not None and run.options == {"crop": 128} and warnings == []
+    assert run is not None and run.config.crop == 128 and warnings == []
     (tmp_path / "run" / "a.bin").write_text("another run's checkpoint")
     run, warnings = runs.read_run(tmp_path / "run" / "a.bin", file_digest(tmp_path / "run" / "a.bin"))
     assert run is None and "is not a checkpoint the run in" in warnings[0] and "ignored" in warnings[0]
 
 
 def test_a_folder_from_before_manifests_is_used_with_a_warning(tmp_path: Path) -> None:
-    write_json(tmp_path / runs.CONFIG, {"config": {"seed": 3}})
+    write_json(tmp_path / runs.CONFIG, run_record(seed=3))
     write_json(tmp_path / runs.HISTORY_JSON, [{"epoch": 1}])
     (tmp_path / "best.keras").write_text("old")
     run, warnings = runs.read_run(tmp_path / "best.keras", "0" * 64)
-    assert run.split_seed == 3 and run.history == [{"epoch": 1}] and "used unverified" in warnings[0]
+    assert run.config.split_seed == 3 and run.history == [{"epoch": 1}] and "used unverified" in warnings[0]
 
 
 def test_reading_a_run_finishes_an_interrupted_commit_when_no_writer_holds_it(tmp_path: Path) -> None:
     with runs.writing(tmp_path / "run") as folder:
-        write_json(folder / runs.CONFIG, {"config": {}})
+        write_json(folder / runs.CONFIG, run_record())
         fake_commit(folder, 1, [{"epoch": 1}])
         (folder / "a.bin").rename(folder / ".staged-1-a.bin")
     run, warnings = runs.read_run(tmp_path / "run" / "a.bin", file_digest(tmp_path / "run" / ".staged-1-a.bin"))
@@ -204,7 +211,7 @@ def test_a_manifest_that_fails_a_field_is_never_obeyed(tmp_path: Path, field: st
     victim.write_text("mine")
     folder_path = tmp_path / "run"
     with runs.writing(folder_path) as folder:
-        write_json(folder / runs.CONFIG, {"config": {}})
+        write_json(folder / runs.CONFIG, run_record())
         fake_commit(folder, 1, [{"epoch": 1}])
     stored = json.loads((folder_path / runs.MANIFEST).read_text())
     stored[field] = value
@@ -223,9 +230,62 @@ def test_a_manifest_that_fails_a_field_is_never_obeyed(tmp_path: Path, field: st
     assert victim.read_text() == "mine"
 
 
+CONFIG_FIELDS = [
+    (("config", "seed"), "1"),
+    (("config", "seed"), -1),
+    (("config", "epochs"), 0),
+    (("config", "lr"), float("nan")),
+    (("config", "val_fraction"), 5),
+    (("config", "size"), 10**9),
+    (("config", "channels"), 7),
+    (("config", "margin"), 2.0),
+    (("config", "augment"), "yes"),
+    (("config", "preset"), "no-such"),
+    (("config", "regime"), "anything"),
+    (("config", "train_list"), "../../etc/passwd"),
+    (("config", "surprise"), 1),
+    (("config",), [1]),
+    (("input_shape",), [1, 2]),
+    (("split",), "x"),
+    (("ensemble",), [{"checkpoint": 1}]),
+    (("surprise",), 1),
+]
+
+
+@pytest.mark.parametrize(("where", "value"), CONFIG_FIELDS)
+def test_a_config_that_fails_a_field_is_never_used_and_resume_refuses_it(
+    lfw_tree: Path, tmp_path: Path, where: tuple, value
+) -> None:
+    folder_path = tmp_path / "run"
+    with runs.writing(folder_path) as folder:
+        write_json(folder / runs.CONFIG, run_record())
+        fake_commit(folder, 1, [{"epoch": 1}])
+    assert runs.read_run(folder_path / "a.bin", file_digest(folder_path / "a.bin"))[0] is not None
+    stored = json.loads((folder_path / runs.CONFIG).read_text())
+    target = stored
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    (folder_path / runs.CONFIG).write_text(json.dumps(stored))
+    run, warnings = runs.read_run(folder_path / "a.bin", file_digest(folder_path / "a.bin"))
+    assert run is None and warnings[0].startswith(f"{folder_path / runs.CONFIG}: ") and len(warnings[0]) < 500
+    before = {path.name: path.read_bytes() for path in folder_path.iterdir()}
+    result = invoke("-q", "train", "--data", lfw_tree, "--out", folder_path, "--resume")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and runs.CONFIG in lines[0] and len(lines[0]) < 500, lines
+    assert {path.name: path.read_bytes() for path in folder_path.iterdir()} == before
+
+
+def test_a_config_from_before_a_training_option_existed_takes_its_default(tmp_path: Path) -> None:
+    stored = run_record()
+    del stored["config"]["margin"], stored["ensemble"]
+    record = runs.RunRecord.parse(stored)
+    assert record.config.margin == 0.0 and record.ensemble == []
+
+
 def test_a_manifest_with_a_huge_field_is_refused_in_a_short_line(tmp_path: Path) -> None:
     with runs.writing(tmp_path / "run") as folder:
-        write_json(folder / runs.CONFIG, {"config": {}})
+        write_json(folder / runs.CONFIG, run_record())
         fake_commit(folder, 1, [{"epoch": 1}])
         stored = json.loads((folder / runs.MANIFEST).read_text())
         stored["format"] = "x" * 100_000
@@ -601,7 +661,7 @@ def test_the_markdown_summary_escapes_what_it_prints(make_results, lfw_tree: Pat
 
 
 def test_crossval_refuses_runs_that_hold_another_kind_of_run(lfw_tree: Path, tmp_path: Path) -> None:
-    write_json(tmp_path / "run" / runs.CONFIG, {"config": {}})
+    write_json(tmp_path / "run" / runs.CONFIG, run_record())
     result = invoke("crossval", "--data", lfw_tree, "--preset", "tiny", "--folds", "1", "--runs", tmp_path / "run")
     assert result.exit_code == 1 and "holds a train or search run" in result.output, result.output
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [runs.CONFIG]

@@ -204,7 +204,7 @@ def test_ensemble_refuses_a_non_empty_out_and_commits_its_config_with_its_checkp
     assert result.exit_code == 0, result.output
     manifest = runs.RunFolder(out).manifest()
     assert {runs.CONFIG, runs.BEST_KERAS, runs.BEST_H5} <= set(manifest.files)
-    assert json.loads((out / runs.CONFIG).read_text())["config"]["seed"] == [1, 2]
+    assert [m["seed"] for m in json.loads((out / runs.CONFIG).read_text())["ensemble"]] == [1, 2]
     assert "centre crop 128" in evaluate(out / runs.BEST_KERAS, lfw_tree).model.preprocessing
 
 
