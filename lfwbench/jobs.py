@@ -11,9 +11,8 @@ import datetime
 import itertools
 import json
 import logging
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ class Job:
 @dataclass
 class JobResult:
     folder: Path
-    summary: dict
+    summary: runs.RunSummary
 
 
 def progress_line(message: str) -> None:
@@ -62,17 +61,12 @@ def _readable(path: Path) -> bool:
     return True
 
 
-def _summary(path: Path) -> dict | None:
+def _summary(path: Path) -> runs.RunSummary | None:
     """A finished job's summary.json, or None where it is missing or damaged (the job then finishes again)."""
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        return runs.RunSummary.parse(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, RecursionError):
         return None
-    numbers = ("best_val_accuracy", "best_val_loss")
-    valid = isinstance(summary, dict) and all(
-        isinstance(summary.get(key), int | float) and math.isfinite(summary[key]) for key in numbers
-    )
-    return summary if valid else None
 
 
 def run_job(job: Job) -> JobResult:
@@ -94,8 +88,8 @@ def run_job(job: Job) -> JobResult:
     if summary is None:
         mode = "resume" if folder.is_run() else "new"
         result = train(job.config, job.root, job.folder, mode=mode, verbose=0, progress=progress_line)
-        summary = {key: value for key, value in asdict(result).items() if key not in ("history", "out_dir")}
-        write_json(done, summary)
+        summary = runs.RunSummary(**{f.name: getattr(result, f.name) for f in fields(runs.RunSummary)})
+        write_json(done, asdict(summary))
     if job.config.fold and not _readable(job.folder / runs.FOLD_RESULTS):
         from lfwbench.evaluation import evaluate
         from lfwbench.results import write_results
@@ -171,7 +165,7 @@ def search(
     jobs = [Job(replace(base, **changes), root, out_dir / run_name(changes)) for changes in combinations]
     results = (runner or Runner()).run(jobs, report)
     rows = [
-        {"run": result.folder.name, **changes, **result.summary}
+        {"run": result.folder.name, **changes, **asdict(result.summary)}
         for changes, result in zip(combinations, results, strict=True)
     ]
     rows.sort(key=lambda row: -row["best_val_accuracy"])

@@ -148,6 +148,8 @@ class RunRecord:
     @classmethod
     def parse(cls, stored: object) -> RunRecord:
         """Raises ValueError naming what fails."""
+        if not isinstance(stored, dict):
+            raise ValueError(f"expected an object, got {type(stored).__name__}")
         try:
             record = dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
         except dacite.DaciteError as error:
@@ -162,6 +164,33 @@ class RunRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """summary.json of a finished job: what its training did, read back instead of training again."""
+
+    epochs_run: int
+    best_epoch: int
+    best_val_loss: float
+    best_val_accuracy: float
+    seconds_per_epoch: float
+    seconds: float
+    stopped_early: bool
+
+    @classmethod
+    def parse(cls, stored: object) -> RunSummary:
+        """Raises ValueError naming what fails: a field missing, unknown or of another type, a figure not finite."""
+        if not isinstance(stored, dict):
+            raise ValueError(f"expected an object, got {type(stored).__name__}")
+        try:
+            summary = dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
+        except dacite.DaciteError as error:
+            raise ValueError(str(error)) from None
+        figures = (summary.best_val_loss, summary.best_val_accuracy, summary.seconds_per_epoch, summary.seconds)
+        if not all(math.isfinite(n) and n >= 0 for n in figures) or not 1 <= summary.best_epoch <= summary.epochs_run:
+            raise ValueError("figures out of range")
+        return summary
 
 
 class RunFolder:

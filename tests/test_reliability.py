@@ -249,6 +249,7 @@ CONFIG_FIELDS = [
     (("split",), "x"),
     (("ensemble",), [{"checkpoint": 1}]),
     (("surprise",), 1),
+    ((), [1]),
 ]
 
 
@@ -265,8 +266,9 @@ def test_a_config_that_fails_a_field_is_never_used_and_resume_refuses_it(
     target = stored
     for key in where[:-1]:
         target = target[key]
-    target[where[-1]] = value
-    (folder_path / runs.CONFIG).write_text(json.dumps(stored))
+    if where:
+        target[where[-1]] = value
+    (folder_path / runs.CONFIG).write_text(json.dumps(stored if where else value))
     run, warnings = runs.read_run(folder_path / "a.bin", file_digest(folder_path / "a.bin"))
     assert run is None and warnings[0].startswith(f"{folder_path / runs.CONFIG}: ") and len(warnings[0]) < 500
     before = {path.name: path.read_bytes() for path in folder_path.iterdir()}
@@ -667,14 +669,29 @@ def test_crossval_refuses_runs_that_hold_another_kind_of_run(lfw_tree: Path, tmp
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [runs.CONFIG]
 
 
-@pytest.mark.parametrize("content", ["{not json", "[]", '{"best_val_accuracy": "high"}', '{"best_val_accuracy": NaN}'])
+SUMMARY = {"epochs_run": 3, "best_epoch": 2, "best_val_loss": 0.5, "best_val_accuracy": 0.8, "seconds_per_epoch": 1.5,
+           "seconds": 4.5, "stopped_early": False}  # fmt: skip
+SUMMARY_FIELDS = [("best_val_accuracy", "high"), ("best_val_accuracy", None), ("best_val_loss", -1.0),
+                  ("best_epoch", 4), ("best_epoch", 0), ("epochs_run", 2.5), ("seconds", float("inf")),
+                  ("stopped_early", "no"), ("surprise", 1)]  # fmt: skip
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"best_val_accuracy": NaN}', "[" * 100_000])
 def test_a_damaged_fold_summary_is_not_read_back(tmp_path: Path, content: str) -> None:
     from lfwbench.jobs import _summary
 
     (tmp_path / "summary.json").write_text(content)
     assert _summary(tmp_path / "summary.json") is None
-    (tmp_path / "summary.json").write_text('{"best_val_accuracy": 0.8, "best_val_loss": 0.5}')
-    assert _summary(tmp_path / "summary.json") == {"best_val_accuracy": 0.8, "best_val_loss": 0.5}
+    write_json(tmp_path / "summary.json", SUMMARY)
+    assert _summary(tmp_path / "summary.json") == runs.RunSummary(**SUMMARY)
+
+
+@pytest.mark.parametrize(("field", "value"), SUMMARY_FIELDS)
+def test_a_fold_summary_that_fails_a_field_is_not_read_back(tmp_path: Path, field: str, value) -> None:
+    from lfwbench.jobs import _summary
+
+    (tmp_path / "summary.json").write_text(json.dumps({**SUMMARY, field: value}))
+    assert _summary(tmp_path / "summary.json") is None
 
 
 @pytest.mark.parametrize(

@@ -299,4 +299,4 @@ def test_an_undefined_figure_is_stored_as_null_and_shown_as_n_a(make_results, lf
     result = CliRunner().invoke(main, [str(arg) for arg in args])
     assert result.exit_code == 0, result.output
     assert "| n/a" in (tmp_path / "table.md").read_text() and "nan" not in (tmp_path / "table.md").read_text().lower()
-    assert "<td>n/a <span class=\"ci\">" in (tmp_path / "page.html").read_text()  # the AUC cell
+    assert '<td>n/a <span class="ci">' in (tmp_path / "page.html").read_text()  # the AUC cell
