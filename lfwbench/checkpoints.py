@@ -39,13 +39,20 @@ WEIGHT_ORDER = {
 }
 
 
+def every_layer(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """The model and every layer in it, nested models' too, through Keras's public `layers` (one level each)."""
+    yield model
+    for layer in model.layers:
+        yield from every_layer(layer) if hasattr(layer, "layers") else (layer,)
+
+
 def _inference_copy(model: keras.Model) -> keras.Model:
     """A float32 copy with the same weights and no optimizer: Keras 3's .keras keeps Adam state of a compiled model,
     and a model trained in mixed precision would otherwise score in half precision wherever it is loaded."""
     import keras
 
     copy = keras.Model.from_config(model.get_config())
-    for layer in copy._flatten_layers():
+    for layer in every_layer(copy):
         layer.dtype_policy = "float32"
     copy.set_weights(model.get_weights())
     return copy

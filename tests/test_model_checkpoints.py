@@ -9,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from lfwbench.checkpoints import load_model, save_model  # noqa: E402
+from lfwbench.checkpoints import every_layer, load_model, save_model  # noqa: E402
 from lfwbench.errors import CheckpointError  # noqa: E402
 from lfwbench.model import (  # noqa: E402
     ConvBlock,
@@ -181,3 +181,10 @@ def test_damaged_or_foreign_checkpoints_give_one_line_errors(tmp_path: Path, ker
             load_model(tmp_path / name)
         message = str(caught.value)
         assert message.startswith(str(tmp_path / name)) and fragment in message and "\n" not in message
+
+
+def test_every_layer_reaches_into_the_twin_and_the_head() -> None:
+    model = build_siamese("tiny", compile=False)
+    names = [layer.name for layer in every_layer(model)]
+    assert {"conv1", "conv2", "embedding", "l1_distance", "same", "twin", "head"} <= set(names)
+    assert len(names) == len(set(names)) and names[0] == model.name

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 pytest.importorskip("tensorflow")
 
 from lfwbench import training  # noqa: E402
-from lfwbench.checkpoints import load_model  # noqa: E402
+from lfwbench.checkpoints import every_layer, load_model  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.errors import LfwbenchError  # noqa: E402
 from lfwbench.jobs import grid, search  # noqa: E402
@@ -55,12 +55,10 @@ def test_mixed_precision_trains_in_bfloat16_and_keeps_float32_checkpoints(lfw_tr
         assert not (tmp_path / "run" / "config.json").exists()
         return
     train(replace(TINY, epochs=1, mixed_precision=True), lfw_tree, tmp_path / "run", verbose=0)
-    policies = {layer.dtype_policy.name for layer in load_model(tmp_path / "run" / "last.keras")._flatten_layers()}
+    policies = {layer.dtype_policy.name for layer in every_layer(load_model(tmp_path / "run" / "last.keras"))}
     assert "mixed_bfloat16" in policies  # what resumes: the training model as it was
     for name in ("best.keras", "best.h5"):  # what scores: float32 on any machine
-        assert {layer.dtype_policy.name for layer in load_model(tmp_path / "run" / name)._flatten_layers()} == {
-            "float32"
-        }
+        assert {layer.dtype_policy.name for layer in every_layer(load_model(tmp_path / "run" / name))} == {"float32"}
 
 
 def test_mixed_precision_is_refused_where_it_would_be_emulated(
