@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from lfwbench.checkpoints import read_stamp
-from lfwbench.engine import Bundle, LiteTwin, bundle_files, embed_batches, head_scores, read_bundle, write_bundle
+from lfwbench.engine import (
+    Bundle,
+    LiteTwin,
+    ModelSummary,
+    bundle_files,
+    embed_batches,
+    head_scores,
+    read_bundle,
+    write_bundle,
+)
 from lfwbench.errors import CheckpointError
 from lfwbench.files import file_digest
 from lfwbench.images import ImageSpec, PairImages, cached_pair_images, default_cache_dir, find_variant
@@ -41,14 +50,14 @@ class CheckpointScorer:
         return ScoredPairs(loaded.pairs, self.score_images(loaded, progress), loaded.skipped, len(loaded.paths))
 
 
-def _bundle_engine(bundle: Bundle, batch_size: int, flip: bool) -> tuple[ScorePairImages, dict, str]:
-    twin = LiteTwin(bundle.tflite, (batch_size, *bundle.facts["input_shape"]))
+def _bundle_engine(bundle: Bundle, batch_size: int, flip: bool) -> tuple[ScorePairImages, ModelSummary, str]:
+    twin = LiteTwin(bundle.tflite, (batch_size, *bundle.facts.input_shape))
 
     def score(pairs: PairImages, progress: bool) -> np.ndarray:
         embeddings = embed_batches(twin, pairs.images, batch_size, flip, progress)
         return head_scores(bundle.facts, embeddings, pairs.left, pairs.right)
 
-    facts = {**bundle.facts["model"], "input_shape": bundle.facts["input_shape"]}
+    facts = replace(bundle.facts.model, input_shape=bundle.facts.input_shape)
     return score, facts, "int8 (TFLite weights, XNNPACK on the CPU)"
 
 
@@ -61,7 +70,7 @@ def committed_bundle(run: Run | None, stem: Path) -> bool:
 
 def _engine(
     model_path: Path, sha256: str, engine: str, preset: str | None, batch_size: int, flip: bool, warn, run: Run | None
-) -> tuple[ScorePairImages, dict, str]:
+) -> tuple[ScorePairImages, ModelSummary, str]:
     """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
 
     `auto` picks float32 Keras where an NVIDIA GPU is present or for a preset whose int8 verdicts were not shown to
@@ -126,7 +135,7 @@ def open_checkpoint(
     stamp = read_stamp(model_path)
     preset = run.config.preset if run is not None else stamp.preset if stamp is not None else None
     score, facts, engine_name = _engine(model_path, sha256, engine, preset, batch_size, flip, notes.append, run)
-    size, _, channels = facts["input_shape"]
+    size, _, channels = facts.input_shape
     spec = (
         stamp.spec if stamp is not None else run.config.image_spec if run is not None else ImageSpec(size, channels, 0)
     )
@@ -137,8 +146,8 @@ def open_checkpoint(
     model = ModelFacts(
         name=model_name(model_path), kind="lfwbench checkpoint", path=str(model_path), sha256=sha256,
         score_kind="probability", engine=engine_name, preprocessing=spec.describe() + ", scaled to [0, 1] by the model",
-        preset=facts["preset"], parameters=facts["parameters"], twin_parameters=facts["twin_parameters"],
-        input_shape=list(spec.shape), layers=facts["layers"],
+        preset=facts.preset, parameters=facts.parameters, twin_parameters=facts.twin_parameters,
+        input_shape=list(spec.shape), layers=facts.layers,
     )  # fmt: skip
     inputs = run_files(model_path)
     return CheckpointScorer(model, inputs, run, find_variant(root)[1], spec, score, notes)

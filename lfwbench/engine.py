@@ -12,9 +12,10 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import dacite
 import numpy as np
 
 from lfwbench.console import progress_bar
@@ -26,12 +27,47 @@ ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
 BUNDLE_FORMAT = 2  # 2: the JSON vouches for the TFLite bytes by their sha256
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """What results.json records of an lfwbench model: preset, parameter counts, layer table, input shape."""
+
+    preset: str | None
+    parameters: int
+    twin_parameters: int
+    layers: list[dict]
+    input_shape: list[int]
+
+
+@dataclass(frozen=True)
+class BundleFacts:
+    """A bundle's JSON besides its format and the TFLite file's sha256: what scoring needs besides the twin."""
+
+    checkpoint_sha256: list[str]  # the checkpoints (.keras, .h5) this twin was converted from
+    input_shape: list[int]
+    head_kernel: list[float]
+    head_bias: float
+    model: ModelSummary
+    head: str = "l1"  # one of HEADS; bundles written before the cosine head have none: the L1 head
+
+    @classmethod
+    def parse(cls, stored: dict) -> BundleFacts:
+        """Raises ValueError naming the first field that fails (types, ranges, finite numbers)."""
+        try:
+            facts = dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
+        except dacite.DaciteError as error:
+            raise ValueError(brief(str(error), 200)) from None
+        problem = _unfit(facts)
+        if problem:
+            raise ValueError(problem)
+        return facts
+
+
 @dataclass
 class Bundle:
     """`tflite`: the converted twin; `facts`: head weights, input shape, model facts, the checkpoints it matches."""
 
     tflite: bytes
-    facts: dict
+    facts: BundleFacts
 
 
 def bundle_files(stem: Path) -> tuple[Path, Path]:
@@ -42,7 +78,7 @@ def bundle_writers(stem: Path, bundle: Bundle) -> dict[str, Callable[[Path], Non
     """The bundle's two files by name, each with the function writing it at a path: the TFLite file, then the JSON
     that vouches for it by its sha256."""
     tflite, facts = bundle_files(stem)
-    stored = {**bundle.facts, "format": BUNDLE_FORMAT, "tflite_sha256": _sha256(bundle.tflite)}
+    stored = {**asdict(bundle.facts), "format": BUNDLE_FORMAT, "tflite_sha256": _sha256(bundle.tflite)}
     return {
         tflite.name: lambda path: write_bytes(path, bundle.tflite),
         facts.name: lambda path: write_json(path, stored),
@@ -70,41 +106,37 @@ def read_bundle(stem: Path, checkpoint_sha256: str) -> tuple[Bundle | None, str]
         content = tflite.read_bytes()
     except (OSError, ValueError) as error:
         return None, f"{tflite.name}: unreadable bundle ({error})"
-    if not isinstance(facts, dict) or facts.get("format") != BUNDLE_FORMAT:
+    if not isinstance(facts, dict) or facts.pop("format", None) != BUNDLE_FORMAT:
         return None, f"{facts_path.name}: bundle of another format"
-    if checkpoint_sha256 not in facts.get("checkpoint_sha256", []):
-        return None, f"{facts_path.name}: made from another checkpoint"
-    if facts.get("tflite_sha256") != _sha256(content):
+    if facts.pop("tflite_sha256", None) != _sha256(content):
         return None, f"{tflite.name}: not the TFLite file its {facts_path.name} vouches for (replaced or damaged)"
-    problem = _unfit(facts)
-    if problem:
-        return None, f"{facts_path.name}: {problem}"
-    return Bundle(content, facts), ""
+    try:
+        parsed = BundleFacts.parse(facts)
+    except ValueError as error:
+        return None, f"{facts_path.name}: {error}"
+    if checkpoint_sha256 not in parsed.checkpoint_sha256:
+        return None, f"{facts_path.name}: made from another checkpoint"
+    return Bundle(content, parsed), ""
 
 
 PAIR_CHUNK = 8192  # pairs through the head at once, so a long list costs no more memory than a short one
 MAX_EMBEDDING = 1 << 16  # a head kernel longer than this is no lfwbench model's
 
 
-def _unfit(facts: dict) -> str:
-    """What is wrong with a bundle's facts ("" when nothing): the input an image's, the head's weights finite
-    numbers of one width, the model facts a record."""
-    shape, kernel, bias = facts.get("input_shape"), facts.get("head_kernel"), facts.get("head_bias")
-    numbers = (int, float)
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) and 0 < n <= 4096 for n in shape)):
+def _unfit(facts: BundleFacts) -> str:
+    """What is wrong with a bundle's typed facts ("" when nothing): the input an image's, the head's weights finite
+    numbers of one width (one for a cosine head)."""
+    shape, kernel, bias = facts.input_shape, facts.head_kernel, facts.head_bias
+    if not (len(shape) == 3 and all(0 < n <= 4096 for n in shape)):
         return f"input_shape {brief(shape)} is no image shape"
-    if facts.get("head", "l1") not in HEADS:
-        return f"head {brief(facts.get('head'))} is none of {', '.join(HEADS)}"
-    if facts.get("head") == "cosine" and not (isinstance(kernel, list) and len(kernel) == 1):
-        return "a cosine head has one weight"
-    if not (isinstance(kernel, list) and 0 < len(kernel) <= MAX_EMBEDDING):
-        return f"head_kernel is not a list of 1 to {MAX_EMBEDDING:,} numbers"
-    if not all(isinstance(w, numbers) and not isinstance(w, bool) and math.isfinite(w) for w in kernel):
-        return "head_kernel holds something other than finite numbers"
-    if not (isinstance(bias, numbers) and not isinstance(bias, bool) and math.isfinite(bias)):
-        return f"head_bias {brief(bias)} is not a finite number"
-    if not isinstance(facts.get("model"), dict):
-        return "model facts are not a record"
+    if facts.head not in HEADS:
+        return f"head {brief(facts.head)} is none of {', '.join(HEADS)}"
+    if not 0 < len(kernel) <= (1 if facts.head == "cosine" else MAX_EMBEDDING):
+        return (
+            f"head_kernel of {len(kernel):,} weights: a {facts.head} head has 1 to {MAX_EMBEDDING:,}, a cosine head 1"
+        )
+    if not all(math.isfinite(w) and not isinstance(w, bool) for w in [*kernel, bias]):
+        return "head_kernel or head_bias holds something other than finite numbers"
     return ""
 
 
@@ -160,13 +192,13 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
-def head_scores(facts: dict, embeddings: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def head_scores(facts: BundleFacts, embeddings: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """P(same) = sigmoid(|a - b| . w + b), or for a cosine head sigmoid(w cos(a, b) + b): the heads of lfwbench
     models (dropout is off at inference)."""
-    kernel, cosine = np.asarray(facts["head_kernel"], dtype=np.float64), facts.get("head") == "cosine"
+    kernel, cosine = np.asarray(facts.head_kernel, dtype=np.float64), facts.head == "cosine"
     logits = np.empty(len(left))
     for start in range(0, len(left), PAIR_CHUNK):  # memory grows with the images, not with the pairs
         a, b = (embeddings[side[start : start + PAIR_CHUNK]].astype(np.float64) for side in (left, right))
         joined = (_unit(a) * _unit(b)).sum(axis=1, keepdims=True) if cosine else np.abs(a - b)
         logits[start : start + len(a)] = joined @ kernel
-    return 1 / (1 + np.exp(-(logits + facts["head_bias"])))
+    return 1 / (1 + np.exp(-(logits + facts.head_bias)))

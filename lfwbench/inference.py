@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lfwbench.engine import PAIR_CHUNK, Bundle, embed_batches
+from lfwbench.engine import PAIR_CHUNK, Bundle, BundleFacts, ModelSummary, embed_batches
 from lfwbench.model import layer_table
 
 
@@ -41,31 +41,21 @@ def tflite_int8(model: keras.Model) -> bytes:
         return converter.convert()
 
 
-def model_facts(model: keras.Model, preset: str) -> dict:
+def model_facts(model: keras.Model, preset: str) -> ModelSummary:
     """What results.json records of a model: preset, parameter counts, layer table, input shape."""
     twin = model.get_layer("twin")
-    return {
-        "preset": preset,
-        "parameters": int(model.count_params()),
-        "twin_parameters": int(twin.count_params()),
-        "layers": layer_table(model),
-        "input_shape": [int(n) for n in twin.input.shape[1:]],
-    }
+    shape = [int(n) for n in twin.input.shape[1:]]
+    return ModelSummary(preset, int(model.count_params()), int(twin.count_params()), layer_table(model), shape)
 
 
 def export_bundle(model: keras.Model, checkpoint_sha256: Sequence[str], preset: str) -> Bundle:
     """The int8 twin and what evaluation needs besides it (head weights, facts), for the given checkpoints."""
-    facts = model_facts(model, preset)
-    head = model.get_layer("head")
+    facts, head = model_facts(model, preset), model.get_layer("head")
     kernel, bias = head.get_layer("same").get_weights()
-    bundle_facts = {
-        "checkpoint_sha256": list(checkpoint_sha256),
-        "input_shape": facts["input_shape"],
-        "head": "cosine" if any(layer.name == "cosine" for layer in head.layers) else "l1",
-        "head_kernel": kernel.ravel().astype(float).tolist(),
-        "head_bias": float(bias[0]),
-        "model": facts,
-    }
+    join = "cosine" if any(layer.name == "cosine" for layer in head.layers) else "l1"
+    bundle_facts = BundleFacts(
+        list(checkpoint_sha256), facts.input_shape, kernel.ravel().astype(float).tolist(), float(bias[0]), facts, join
+    )
     return Bundle(tflite_int8(model), bundle_facts)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from lfwbench.checkpoints import load_model  # noqa: E402
-from lfwbench.engine import _unfit, head_scores  # noqa: E402
+from lfwbench.engine import BundleFacts, ModelSummary, head_scores  # noqa: E402
 from lfwbench.errors import LfwbenchError  # noqa: E402
 from lfwbench.inference import export_bundle  # noqa: E402
 from lfwbench.model import build_siamese  # noqa: E402
@@ -37,7 +37,7 @@ def test_cosine_head_is_a_sigmoid_of_the_scaled_cosine_in_keras_and_in_the_bundl
     expected = 1 / (1 + np.exp(-(7.5 * (unit(embeddings[left]) * unit(embeddings[right])).sum(1) - 2.0)))
     keras_scores = head.predict([embeddings[left], embeddings[right]], verbose=0).ravel()
     np.testing.assert_allclose(keras_scores, expected, rtol=1e-5)
-    facts = {"head": "cosine", "head_kernel": [7.5], "head_bias": -2.0}
+    facts = BundleFacts([], [32, 32, 3], [7.5], -2.0, ModelSummary("tiny-cosine", 1, 1, [], [32, 32, 3]), "cosine")
     np.testing.assert_allclose(head_scores(facts, embeddings, left, right), expected, rtol=1e-6)
     assert expected[2] == pytest.approx(1 / (1 + np.exp(-5.5)))  # a pair of one image: cos 1
 
@@ -71,14 +71,19 @@ def test_margin_run_keeps_its_proxies_resumes_as_the_uninterrupted_run_and_bundl
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     bundle = export_bundle(load_model(tmp_path / "whole" / "best.keras"), ["0" * 64], "tiny-cosine")
-    assert bundle.facts["head"] == "cosine" and len(bundle.facts["head_kernel"]) == 1 and _unfit(bundle.facts) == ""
+    assert bundle.facts.head == "cosine" and len(bundle.facts.head_kernel) == 1
+    assert BundleFacts.parse(asdict(bundle.facts)) == bundle.facts
 
 
 def test_a_cosine_bundle_with_more_than_one_weight_or_an_unknown_head_is_unfit() -> None:
-    facts = {"input_shape": [32, 32, 3], "head_kernel": [1.0, 2.0], "head_bias": 0.0, "model": {}}
-    assert _unfit({**facts, "head": "cosine"}) == "a cosine head has one weight"
-    assert "none of l1, cosine" in _unfit({**facts, "head": "l2"})
-    assert _unfit(facts) == ""  # bundles before the cosine head: the L1 head
+    model = {"preset": "tiny", "parameters": 1, "twin_parameters": 1, "layers": [], "input_shape": [32, 32, 3]}
+    facts = {"checkpoint_sha256": [], "input_shape": [32, 32, 3], "head_kernel": [1.0, 2.0], "head_bias": 0.0,
+             "model": model}  # fmt: skip
+    with pytest.raises(ValueError, match="a cosine head 1"):
+        BundleFacts.parse({**facts, "head": "cosine"})
+    with pytest.raises(ValueError, match="none of l1, cosine"):
+        BundleFacts.parse({**facts, "head": "l2"})
+    assert BundleFacts.parse(facts).head == "l1"  # bundles before the cosine head: the L1 head
 
 
 @pytest.mark.parametrize("options", [{"preset": "tiny"}, {"preset": "tiny-cosine", "people_per_batch": 0}])

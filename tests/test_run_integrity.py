@@ -172,7 +172,8 @@ def test_a_damaged_cached_bundle_is_rebuilt(cropped_run: Path, lfw_tree: Path, t
 @pytest.mark.parametrize(
     "field, value",
     [("head_kernel", "not numbers"), ("head_kernel", [0.5] * 5_000_000), ("head_bias", float("nan")),
-     ("input_shape", [10**9, 2, 3]), ("model", [])],
+     ("input_shape", [10**9, 2, 3]), ("model", []), ("model", {"preset": 3}), ("head", "l2"), ("head_kernel", [1.0]),
+     ("checkpoint_sha256", "abc"), ("surprise", 1)],
 )  # fmt: skip
 def test_a_bundle_with_unfit_facts_is_passed_over_and_rebuilt(
     cropped_run: Path, lfw_tree: Path, tmp_path: Path, field: str, value
