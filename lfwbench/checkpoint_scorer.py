@@ -52,6 +52,9 @@ class CheckpointScorer:
 
 def _bundle_engine(bundle: Bundle, batch_size: int, flip: bool) -> tuple[ScorePairImages, ModelSummary, str]:
     twin = LiteTwin(bundle.tflite, (batch_size, *bundle.facts.input_shape))
+    weights = 1 if bundle.facts.head == "cosine" else twin.width
+    if len(bundle.facts.head_kernel) != weights:
+        raise ValueError(f"head_kernel of {len(bundle.facts.head_kernel):,} weights for embeddings of {twin.width:,}")
 
     def score(pairs: PairImages, progress: bool) -> np.ndarray:
         embeddings = embed_batches(twin, pairs.images, batch_size, flip, progress)

@@ -162,6 +162,7 @@ class LiteTwin:
         self.output = self.interpreter.get_output_details()[0]["index"]
         self.interpreter.resize_tensor_input(self.input, batch_shape)
         self.interpreter.allocate_tensors()
+        self.width = int(self.interpreter.get_output_details()[0]["shape"][-1])  # the embedding's
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.input, batch.astype(np.float32))
