@@ -25,6 +25,8 @@ MEASURED_SHARE = {
     "float32": {"koch": 0.85, "quick": 0.56, "cpu": 0.50},
     "mixed_bfloat16": {"koch": 1.35, "quick": 0.84, "cpu": 0.73},
 }
+for shares in MEASURED_SHARE.values():  # cpu-plus trains the cpu twin as cpu does, once per member
+    shares["cpu-plus"] = shares["cpu"]
 
 
 @dataclass
@@ -67,9 +69,12 @@ def images_per_epoch(config: TrainConfig) -> int:
 
 
 def estimate(preset: str, policy: str, rate: float) -> PresetEstimate:
-    """Minutes of a preset's training steps at `rate` float32 GFLOP/s and its measured share for `policy`."""
+    """Minutes of a preset's training steps (every member's) at `rate` float32 GFLOP/s and its measured share for
+    `policy`."""
     config = TrainConfig(preset=preset).resolved()
-    gflop = 3 * PRESETS[preset].forward_gflop(config.image_spec.shape) * images_per_epoch(config)
+    gflop = (
+        3 * PRESETS[preset].forward_gflop(config.image_spec.shape) * images_per_epoch(config) * PRESETS[preset].members
+    )
     share = MEASURED_SHARE.get(policy, {}).get(preset)
     minutes = config.epochs * gflop / (rate * share) / 60 if share else None
     return PresetEstimate(preset, config.epochs, gflop, share, minutes)

@@ -61,7 +61,10 @@ def merge_siamese(models: Sequence[keras.Model], preset: str) -> keras.Model:
             embedding = keras.layers.Rescaling(float(np.sqrt(scales[number - 1])), name=f"member{number}_s")(embedding)
         members.append(embedding)
     twin = keras.Model(image, keras.layers.Concatenate(name="members")(members), name="twin")
-    head = build_head(replace(get_preset(preset), embedding=int(twin.output.shape[-1])), dropout=0.0)
+    joined = replace(
+        get_preset(preset), embedding=int(twin.output.shape[-1]), head="l1" if scales is None else "cosine"
+    )
+    head = build_head(joined, dropout=0.0)
     kernels, biases = zip(*weights, strict=True)
     kernel = np.array([[scales.sum()]]) if scales is not None else np.concatenate(kernels)
     head.get_layer("same").set_weights([kernel / len(models), np.mean(biases, axis=0)])

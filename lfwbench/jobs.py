@@ -25,6 +25,7 @@ from lfwbench.machine import describe
 from lfwbench.metrics import averaged_roc, mean_and_spread, roc_points
 from lfwbench.pairs import VIEW2_LIST, VIEW2_PEOPLE, load_pairs
 from lfwbench.plan import fold_pairs
+from lfwbench.presets import get_preset
 from lfwbench.results import Crossval, FoldRow, Results, read_results, write_crossval
 
 Report = Callable[[str], None]
@@ -33,11 +34,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Job:
-    """One run to train into `folder`; with `config.fold`, its fold is scored afterwards."""
+    """One run to train into `folder`; with `config.fold` and `score`, its fold is scored afterwards."""
 
     config: TrainConfig
     root: Path
     folder: Path
+    score: bool = True  # an ensemble's members are not: their merged model is
 
 
 @dataclass
@@ -90,14 +92,42 @@ def run_job(job: Job) -> JobResult:
         result = train(job.config, job.root, job.folder, mode=mode, verbose=0, progress=progress_line)
         summary = runs.RunSummary(**{f.name: getattr(result, f.name) for f in fields(runs.RunSummary)})
         write_json(done, asdict(summary))
-    if job.config.fold and not _readable(job.folder / runs.FOLD_RESULTS):
-        from lfwbench.evaluation import evaluate
-        from lfwbench.results import write_results
-
-        checkpoint = job.folder / runs.BEST_KERAS
-        results = evaluate(checkpoint, job.root, job.root / job.config.eval_list, fold=job.config.fold, progress=False)
-        write_results(job.folder / runs.FOLD_RESULTS, results)
+    if job.config.fold and job.score:
+        score_fold(job.folder, job.root, job.config)
     return JobResult(job.folder, summary)
+
+
+def score_fold(folder: Path, root: Path, config: TrainConfig) -> None:
+    """Score the View 2 fold of the model in `folder` once (its results.json), unless a readable one is there."""
+    if _readable(folder / runs.FOLD_RESULTS):
+        return
+    from lfwbench.evaluation import evaluate
+    from lfwbench.results import write_results
+
+    results = evaluate(folder / runs.BEST_KERAS, root, root / config.eval_list, fold=config.fold, progress=False)
+    write_results(folder / runs.FOLD_RESULTS, results)
+
+
+def training_minutes(folder: Path) -> float:
+    """Minutes the run's committed epochs took to train, across its resumes."""
+    return sum(row.get("seconds", 0.0) for row in runs.RunFolder(folder).history()) / 60
+
+
+def member_configs(config: TrainConfig) -> list[TrainConfig]:
+    """The seeds of a preset's ensemble (`Preset.members`): seed, seed + 1, ..., all on the first one's validation
+    split, so that the merged model's threshold is chosen on pairs none of them trained on."""
+    resolved = config.resolved()
+    count = get_preset(config.preset).members
+    return [replace(config, seed=resolved.seed + i, split_seed=resolved.split_seed) for i in range(count)]
+
+
+def merge_fold(members: Sequence[Path], folder: Path, root: Path, config: TrainConfig) -> None:
+    """Merge a fold's trained members into `folder` (once) and score the fold with the merged model."""
+    from lfwbench.ensemble import write_ensemble
+
+    if not runs.RunFolder(folder).is_run():
+        write_ensemble([member / runs.BEST_KERAS for member in members], folder, overwrite=folder.exists())
+    score_fold(folder, root, config)
 
 
 @dataclass
@@ -203,22 +233,35 @@ def crossval(
     if not lock.acquire():
         raise LfwbenchError(f"{out_dir}: a crossval (process {lock.holder()}) is running there; wait for it")
     try:
-        jobs = [Job(config, root, out_dir / runs.fold_folder(config.fold)) for config in configs]
-        (runner or Runner()).run(jobs, report)
-        scored = [read_results(job.folder / runs.FOLD_RESULTS) for job in jobs]
-        result = aggregate(replace(configs[0].resolved(), fold=0), scored, folds_total)
+        members = {config.fold: member_configs(config) for config in configs}
+        if all(len(seeds) == 1 for seeds in members.values()):
+            jobs = [Job(config, root, out_dir / runs.fold_folder(config.fold)) for config in configs]
+            (runner or Runner()).run(jobs, report)
+            minutes = [training_minutes(job.folder) for job in jobs]
+        else:  # fold by fold: its members trained (side by side on Ray), merged and scored once
+            minutes = []
+            for config in configs:
+                fold = out_dir / runs.fold_folder(config.fold)
+                folders = [fold.with_name(f"{fold.name}-seed{member.seed}") for member in members[config.fold]]
+                jobs = [Job(m, root, f, score=False) for m, f in zip(members[config.fold], folders, strict=True)]
+                (runner or Runner()).run(jobs, report)
+                report(f"fold {config.fold}: merging its {len(folders)} members and scoring the fold")
+                merge_fold(folders, fold, root, config)
+                minutes.append(sum(training_minutes(folder) for folder in folders))
+        scored = [read_results(out_dir / runs.fold_folder(config.fold) / runs.FOLD_RESULTS) for config in configs]
+        result = aggregate(replace(configs[0].resolved(), fold=0), scored, folds_total, minutes)
         write_crossval(out_dir, result, runs.CROSSVAL_JSON, runs.CROSSVAL_CSV)
     finally:
         lock.release()
     return result
 
 
-def aggregate(config: TrainConfig, scored: list[Results], folds_total: int) -> Crossval:
-    """Per-fold rows at each fold's validation threshold, their mean ± SE, the fold-averaged and pooled ROC."""
+def aggregate(config: TrainConfig, scored: list[Results], folds_total: int, minutes: Sequence[float]) -> Crossval:
+    """Per-fold rows at each fold's validation threshold (and its training minutes, every member's), their mean ± SE,
+    the fold-averaged and pooled ROC."""
     rows, curves = [], []
-    for results in scored:
+    for results, fold_minutes in zip(scored, minutes, strict=True):
         at, half = results.operating_point, results.metrics.at_half
-        history = results.training.get("history", [])
         rows.append(
             FoldRow(
                 fold=results.data.fold,
@@ -230,7 +273,7 @@ def aggregate(config: TrainConfig, scored: list[Results], folds_total: int) -> C
                 auc=results.metrics.auc,
                 accuracy_at_half=half.accuracy,
                 people_in_training=results.leakage["people_in_training_and_evaluation"],
-                minutes=sum(row.get("seconds", 0.0) for row in history) / 60,
+                minutes=fold_minutes,
                 run=str(Path(results.model.path).parent),
             )
         )

@@ -464,6 +464,8 @@ def _train(
             )
     finally:
         keras.mixed_precision.set_global_policy(policy)
+    if get_preset(config.preset).fitted_cosine:
+        fit_cosine_head(folder, config, data)
     write_inference_bundle(folder, config.preset)
     best = runs.kept_epoch(history, config.keep)
     return TrainSummary(
@@ -477,6 +479,38 @@ def _train(
         recorder.stopped_early,
         history,
     )
+
+
+MIN_COSINE_SCALE = 1e-3  # a fitted cosine head's least s: ensembles merge cosine heads of positive s only
+
+
+def fit_cosine_head(folder: runs.RunFolder, config: TrainConfig, data: TrainingData) -> None:
+    """Give best.keras/.h5 a cosine head, P(same) = sigmoid(s cos(a, b) + c), with s and c fitted by logistic
+    regression on the validation pairs' cosines (the twin unchanged), committed with the run's last epoch.
+
+    Idempotent: a resumed finished run fits the same head again from the same twin."""
+    from sklearn.linear_model import LogisticRegression
+
+    trained = load_model(folder / runs.BEST_KERAS)
+    preset = replace(get_preset(config.preset), head="cosine")
+    model = build_siamese(preset, config.image_spec.shape, compile=False)
+    model.get_layer("twin").set_weights(trained.get_layer("twin").get_weights())
+    left, right, labels = data.val
+    rows, sides = np.unique(np.concatenate([left, right]), return_inverse=True)
+    embeddings = model.get_layer("twin").predict(data.images[rows], verbose=0)
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    cosines = (unit[sides[: len(left)]] * unit[sides[len(left) :]]).sum(axis=1, keepdims=True)
+    fit = LogisticRegression(C=1e4).fit(cosines, labels)
+    scale, bias = float(fit.coef_.item()), float(fit.intercept_.item())
+    if scale < MIN_COSINE_SCALE:  # no model worth merging, but a valid one: its scores still rise with the cosine
+        log.warning(f"{folder.path.name}: the validation cosines do not tell same from different (fitted s "
+                    f"{scale:.3g}); s set to {MIN_COSINE_SCALE}")  # fmt: skip
+        scale = MIN_COSINE_SCALE
+    model.get_layer("head").get_layer("same").set_weights([np.array([[scale]]), np.array([bias])])
+    spec, committed = config.image_spec, folder.manifest()
+    writers = {name: lambda path: save_model(model, path, spec) for name in (runs.BEST_KERAS, runs.BEST_H5)}
+    folder.commit(committed.epoch, committed.history, writers, committed.random_state)
+    log.info(f"{folder.path.name}: cosine head fitted on {len(labels)} validation pairs: s {scale:.2f}, c {bias:.2f}")
 
 
 def write_inference_bundle(folder: runs.RunFolder, preset: str) -> None:

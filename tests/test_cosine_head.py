@@ -90,3 +90,28 @@ def test_a_cosine_bundle_with_more_than_one_weight_or_an_unknown_head_is_unfit()
 def test_a_margin_needs_person_batches_and_a_cosine_head(options: dict) -> None:
     with pytest.raises(LfwbenchError, match="margin loss needs person batches"):
         TrainConfig(**{"regime": "unrestricted", "margin": 0.2, **options}).resolved()
+
+
+def test_a_fitted_cosine_head_is_the_logistic_regression_of_the_validation_cosines(
+    lfw_tree: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from lfwbench import presets, training
+
+    monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.TINY, fitted_cosine=True))
+    config = TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=3)
+    train(config, lfw_tree, tmp_path / "run", verbose=0)
+    model = load_model(tmp_path / "run" / "best.keras")
+    left, right, labels = training.prepare_data(config.resolved(), lfw_tree, progress=False).val
+    images = training.prepare_data(config.resolved(), lfw_tree, progress=False).images
+    embeddings = model.get_layer("twin").predict(images, verbose=0)
+    cosines = (unit(embeddings[left]) * unit(embeddings[right])).sum(axis=1, keepdims=True)
+    expected = LogisticRegression(C=1e4).fit(cosines, labels)
+    scale, bias = model.get_layer("head").get_layer("same").get_weights()
+    assert scale.item() == pytest.approx(max(expected.coef_.item(), training.MIN_COSINE_SCALE), rel=1e-3, abs=1e-4)
+    if expected.coef_.item() >= training.MIN_COSINE_SCALE:
+        assert bias.item() == pytest.approx(expected.intercept_.item(), rel=1e-3, abs=1e-4)
+    twin = load_model(tmp_path / "run" / "last.keras").get_layer("twin")  # the trained twin, unchanged
+    for a, b in zip(twin.get_weights(), model.get_layer("twin").get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
