@@ -362,6 +362,7 @@ def train(data: Path | None, out: Path | None, resume: bool, overwrite: bool, **
     Example: lfwbench train --data ../shared/lfw --preset quick --out runs/quick
     """
     from lfwbench.images import resolve_data_root
+    from lfwbench.presets import get_preset
     from lfwbench.runs import default_run_folder
     from lfwbench.training import train as train_run
 
@@ -369,6 +370,14 @@ def train(data: Path | None, out: Path | None, resume: bool, overwrite: bool, **
     mode = mode_of(resume, overwrite)
     summary = train_run(train_config(options), resolve_data_root(data), out, mode=mode, verbose=0, progress=progress)
     echo_summary(summary)
+    members = get_preset(options["preset"]).members
+    if members > 1:
+        seed, split = options["seed"], options["seed"] if options["split_seed"] is None else options["split_seed"]
+        echo_err(
+            f"Note: {options['preset']} merges {members} seeds; this run is one. Train --seed {seed + 1} ... "
+            f"{seed + members - 1} with --split-seed {split}, then merge them with lfwbench "
+            "ensemble (lfwbench crossval does all of it for each View 2 fold)"
+        )
 
 
 def ray_options(function):

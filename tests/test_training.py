@@ -293,3 +293,16 @@ def test_person_batch_and_keep_options_reach_the_config(lfw_tree: Path, tmp_path
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert (config["people_per_batch"], config["images_per_person"], config["keep"]) == (2, 3, "last")
+
+
+def test_training_one_member_of_an_ensemble_preset_says_how_to_make_the_rest(
+    lfw_tree: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from lfwbench import presets
+
+    monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.TINY, members=3))
+    args = ["train", "--data", lfw_tree, "--preset", "tiny", "--epochs", "1", "--batch-size", "4", "--seed", "5",
+            "--split-seed", "0", "--val-fraction", "0.3", "--out", tmp_path / "run"]  # fmt: skip
+    result = CliRunner().invoke(main, [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    assert "tiny merges 3 seeds; this run is one. Train --seed 6 ... 7 with --split-seed 0" in result.output
