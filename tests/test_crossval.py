@@ -155,3 +155,7 @@ def test_an_ensemble_preset_trains_its_members_per_fold_merges_them_and_scores_e
     assert [m["seed"] for m in ensemble] == [1, 2]
     assert result.folds[0].minutes == pytest.approx(sum(training_minutes(member) for member in members))
     assert result.folds[0].minutes > 0
+    scored = (tmp_path / "cv" / "fold01" / "results.json").stat().st_mtime_ns
+    again = crossval(TINY, lfw_tree, tmp_path / "cv", [1])  # read back: nothing trained, merged or scored again
+    assert (tmp_path / "cv" / "fold01" / "results.json").stat().st_mtime_ns == scored
+    assert again.folds == result.folds
