@@ -18,7 +18,7 @@ import numpy as np
 from lfwbench.checkpoints import load_model
 from lfwbench.engine import LiteTwin
 from lfwbench.images import ImageSpec, default_cache_dir, find_variant, load_pair_images
-from lfwbench.inference import score_pairs, tflite_int8
+from lfwbench.inference import score_pairs, tflite_twin
 from lfwbench.model import build_siamese
 from lfwbench.pairs import load_pairs
 
@@ -41,7 +41,7 @@ def main() -> None:
     model.predict([left_images[:8], right_images[:8]], verbose=0)  # trace both paths before timing
     score_pairs(model, loaded.images[:8], np.arange(4), np.arange(4, 8), args.batch, verbose=0)
 
-    int8 = LiteTwin(tflite_int8(model), (args.batch, *shape))
+    int8 = LiteTwin(tflite_twin(model), (args.batch, *shape))
     score_pairs(model, loaded.images[:8], np.arange(4), np.arange(4, 8), args.batch, verbose=0, engine=int8)
     pair_times, once_times, int8_times = [], [], []
     for _ in range(args.rounds):  # alternate the two ways: this shared machine's speed drifts by up to 25%

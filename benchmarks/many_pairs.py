@@ -2,8 +2,11 @@
 default), for this checkout and, with --before REV, the lfwbench of that commit, alternating, each run alone in its
 own process. Memory should grow with the distinct images, not with the pairs.
 
+Each engine of this checkout is measured (`--engine float32` and `int8`); a checkpoint whose run has no TFLite twin
+of an engine has it converted into the cache in its first round, so take the figures of the second.
+
 Usage: python benchmarks/many_pairs.py [DATA_ROOT] --checkpoint runs/levers/cpu-base/best.keras [--pairs 200000]
-       [--before e983ca4] [--rounds 1]
+       [--before e983ca4] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -59,24 +62,27 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--pairs", type=int, default=200_000)
     parser.add_argument("--before", help="a commit to measure against (checked out in a temporary worktree)")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         write_list(args.data, work / "many.txt", args.pairs)
-        sources: dict[str, Path | None] = {"this checkout": None}
+        contenders: dict[str, tuple[Path | None, list[str]]] = {
+            f"this checkout, --engine {engine}": (None, ["--engine", engine]) for engine in ("float32", "int8")
+        }
         if args.before:
             subprocess.run(["git", "worktree", "add", "--detach", str(work / "before"), args.before], check=True,
                            capture_output=True)  # fmt: skip
-            sources[args.before] = work / "before"
+            contenders[args.before] = (work / "before", [])
         try:
             for round_number in range(args.rounds):
-                for label, source in sources.items():
-                    out = work / f"{label.replace(' ', '-')}-{round_number}.json"
+                for number, (label, (source, options)) in enumerate(contenders.items()):
+                    out = work / f"{number}-{round_number}.json"
                     run = ["--model", str(args.checkpoint.resolve()), "--data", str(args.data.resolve()),
-                           "--pairs", str(work / "many.txt"), "--out", str(out)]  # fmt: skip
+                           "--pairs", str(work / "many.txt"), "--out", str(out), *options]  # fmt: skip
                     seconds, peak = measure(source, run)
-                    print(f"| {label} | {args.pairs:,} | {seconds:.0f} | {peak:,.0f} |", flush=True)
+                    print(f"| {label} (round {round_number + 1}) | {args.pairs:,} | {seconds:.0f} | {peak:,.0f} |",
+                          flush=True)  # fmt: skip
         finally:
             if args.before:
                 subprocess.run(["git", "worktree", "remove", "--force", str(work / "before")], capture_output=True)

@@ -50,6 +50,9 @@ class CheckpointScorer:
         return ScoredPairs(loaded.pairs, self.score_images(loaded, progress), loaded.skipped, len(loaded.paths))
 
 
+ENGINE_NAMES = {"int8": "int8 (TFLite weights, XNNPACK on the CPU)", "float32": "float32 (TFLite, XNNPACK on the CPU)"}
+
+
 def _bundle_engine(bundle: Bundle, batch_size: int, flip: bool) -> tuple[ScorePairImages, ModelSummary, str]:
     twin = LiteTwin(bundle.tflite, (batch_size, *bundle.facts.input_shape))
     weights = 1 if bundle.facts.head == "cosine" else twin.width
@@ -61,59 +64,59 @@ def _bundle_engine(bundle: Bundle, batch_size: int, flip: bool) -> tuple[ScorePa
         return head_scores(bundle.facts, embeddings, pairs.left, pairs.right)
 
     facts = replace(bundle.facts.model, input_shape=bundle.facts.input_shape)
-    return score, facts, "int8 (TFLite weights, XNNPACK on the CPU)"
+    return score, facts, ENGINE_NAMES[bundle.facts.precision]
 
 
-def committed_bundle(run: Run | None, stem: Path) -> bool:
+def committed_bundle(run: Run | None, stem: Path, precision: str) -> bool:
     """Whether the run's manifest lists the bundle at `stem`, both files with their sha256: only then is a bundle
     beside a checkpoint used (its JSON alone could say anything of itself)."""
-    paths = bundle_files(stem)
+    paths = bundle_files(stem, precision)
     return run is not None and all(path.is_file() and run.files.get(path.name) == file_digest(path) for path in paths)
 
 
 def _engine(
     model_path: Path, sha256: str, engine: str, preset: str | None, batch_size: int, flip: bool, warn, run: Run | None
 ) -> tuple[ScorePairImages, ModelSummary, str]:
-    """The fastest way to score with this checkpoint: a stored int8 bundle needs no TensorFlow at all.
+    """The fastest way to score with this checkpoint on this machine: on a CPU, a TFLite twin of the precision asked
+    (no TensorFlow at all where a stored bundle exists); on an NVIDIA GPU, float32 Keras.
 
-    `auto` picks float32 Keras where an NVIDIA GPU is present or for a preset whose int8 verdicts were not shown to
-    agree with float32's (`Preset.int8_agrees`), else the int8 TFLite twin; a checkpoint converted for the
-    first time has its bundle stored in the cache, keyed by its sha256. A bundle that does not belong to the
-    checkpoint, or that fails to load, is passed over with a warning and rebuilt into the cache.
+    `auto` picks float32 where a GPU is present or for a preset whose int8 verdicts were not shown to agree with
+    float32's (`Preset.int8_agrees`), else int8; a checkpoint converted for the first time has its bundle stored in
+    the cache, keyed by its sha256. A bundle that does not belong to the checkpoint, or that fails to load, is
+    passed over with a warning and rebuilt into the cache.
     """
     gpu = shutil.which("nvidia-smi") is not None
     if engine == "auto":
         known = PRESETS.get(preset or "")
         engine = "float32" if gpu or (known is not None and not known.int8_agrees) else "int8"
     cached = default_cache_dir() / f"twin-{sha256[:24]}"
-    if engine == "int8":
+    lite = not (gpu and engine == "float32")
+    if lite:
         beside = model_path.with_suffix("")
         for stem in (beside, cached):
-            if stem == beside and any(path.exists() for path in bundle_files(stem)) and not committed_bundle(run, stem):
-                name = bundle_files(stem)[0].name
-                warn(f"{name}: not a bundle the run beside it committed; ignored, the twin is converted again")
+            files = bundle_files(stem, engine)
+            if stem == beside and any(path.exists() for path in files) and not committed_bundle(run, stem, engine):
+                warn(f"{files[0].name}: not a bundle the run beside it committed; ignored, the twin is converted again")
                 continue
-            bundle, problem = read_bundle(stem, sha256)
+            bundle, problem = read_bundle(stem, sha256, engine)
             if problem:
                 warn(f"{problem}; ignored, the twin is converted again")
             if bundle is not None:
                 try:
                     return _bundle_engine(bundle, batch_size, flip)
                 except (ValueError, RuntimeError) as error:
-                    warn(f"{bundle_files(stem)[0]}: unusable ({error}); ignored, the twin is converted again")
+                    warn(f"{files[0]}: unusable ({error}); ignored, the twin is converted again")
     from lfwbench.checkpoints import load_model
     from lfwbench.inference import export_bundle, keras_engine, model_facts, score_pairs
 
     model = load_model(model_path)
     preset = preset or model.name.removeprefix("siamese_")
-    if engine == "int8":
-        bundle = export_bundle(model, [sha256], preset)
+    if lite:
+        bundle = export_bundle(model, [sha256], preset, engine)
         try:
             write_bundle(cached, bundle)
         except OSError as error:  # a cache that cannot be written costs the next run a conversion, nothing more
-            warn(
-                f"{error.filename or cached}: int8 twin not cached ({error.strerror}); it is converted again next time"
-            )
+            warn(f"{error.filename or cached}: {engine} twin not cached ({error.strerror}); converted again next time")
         return _bundle_engine(bundle, batch_size, flip)
     embed = keras_engine(model)
 
@@ -121,7 +124,7 @@ def _engine(
         verbose = "auto" if progress else 0
         return score_pairs(model, pairs.images, pairs.left, pairs.right, batch_size, flip, verbose, embed)
 
-    return score, model_facts(model, preset), f"float32 (Keras on the {'GPU' if gpu else 'CPU'})"
+    return score, model_facts(model, preset), "float32 (Keras on the GPU)"
 
 
 def model_name(path: Path) -> str:

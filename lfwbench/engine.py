@@ -24,6 +24,7 @@ from lfwbench.files import write_bytes, write_json
 from lfwbench.presets import HEADS
 
 ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
+PRECISIONS = ("int8", "float32")  # the TFLite twins a run ships: int8 weights, or float32 as trained
 BUNDLE_FORMAT = 2  # 2: the JSON vouches for the TFLite bytes by their sha256
 
 
@@ -48,6 +49,7 @@ class BundleFacts:
     head_bias: float
     model: ModelSummary
     head: str = "l1"  # one of HEADS; bundles written before the cosine head have none: the L1 head
+    precision: str = "int8"  # one of PRECISIONS; bundles written before float32 ones were int8
 
     @classmethod
     def parse(cls, stored: dict) -> BundleFacts:
@@ -70,14 +72,14 @@ class Bundle:
     facts: BundleFacts
 
 
-def bundle_files(stem: Path) -> tuple[Path, Path]:
-    return stem.with_name(stem.name + ".int8.tflite"), stem.with_name(stem.name + ".int8.json")
+def bundle_files(stem: Path, precision: str = "int8") -> tuple[Path, Path]:
+    return stem.with_name(f"{stem.name}.{precision}.tflite"), stem.with_name(f"{stem.name}.{precision}.json")
 
 
 def bundle_writers(stem: Path, bundle: Bundle) -> dict[str, Callable[[Path], None]]:
     """The bundle's two files by name, each with the function writing it at a path: the TFLite file, then the JSON
     that vouches for it by its sha256."""
-    tflite, facts = bundle_files(stem)
+    tflite, facts = bundle_files(stem, bundle.facts.precision)
     stored = {**asdict(bundle.facts), "format": BUNDLE_FORMAT, "tflite_sha256": _sha256(bundle.tflite)}
     return {
         tflite.name: lambda path: write_bytes(path, bundle.tflite),
@@ -95,10 +97,10 @@ def _sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def read_bundle(stem: Path, checkpoint_sha256: str) -> tuple[Bundle | None, str]:
-    """The bundle at `stem` when it was made from the checkpoint with this sha256, else None and why not ("" when
-    there is no bundle at all). A TFLite file that is not the one its JSON vouches for is never used."""
-    tflite, facts_path = bundle_files(stem)
+def read_bundle(stem: Path, checkpoint_sha256: str, precision: str = "int8") -> tuple[Bundle | None, str]:
+    """The bundle of this precision at `stem` when it was made from the checkpoint with this sha256, else None and
+    why not ("" when there is none). A TFLite file that is not the one its JSON vouches for is never used."""
+    tflite, facts_path = bundle_files(stem, precision)
     if not tflite.exists() and not facts_path.exists():
         return None, ""
     try:
@@ -116,6 +118,8 @@ def read_bundle(stem: Path, checkpoint_sha256: str) -> tuple[Bundle | None, str]
         return None, f"{facts_path.name}: {error}"
     if checkpoint_sha256 not in parsed.checkpoint_sha256:
         return None, f"{facts_path.name}: made from another checkpoint"
+    if parsed.precision != precision:
+        return None, f"{facts_path.name}: a {brief(parsed.precision)} twin, not {precision}"
     return Bundle(content, parsed), ""
 
 
@@ -129,6 +133,8 @@ def _unfit(facts: BundleFacts) -> str:
     shape, kernel, bias = facts.input_shape, facts.head_kernel, facts.head_bias
     if not (len(shape) == 3 and all(0 < n <= 4096 for n in shape)):
         return f"input_shape {brief(shape)} is no image shape"
+    if facts.precision not in PRECISIONS:
+        return f"precision {brief(facts.precision)} is none of {', '.join(PRECISIONS)}"
     if facts.head not in HEADS:
         return f"head {brief(facts.head)} is none of {', '.join(HEADS)}"
     if not 0 < len(kernel) <= (1 if facts.head == "cosine" else MAX_EMBEDDING):

@@ -31,13 +31,14 @@ def keras_engine(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda batch: embed(batch).numpy()
 
 
-def tflite_int8(model: keras.Model) -> bytes:
-    """The twin as TFLite with int8 weights (dynamic-range quantisation), exported through a SavedModel: a
-    conversion from a concrete function gave NaN embeddings for this Keras 3 model."""
+def tflite_twin(model: keras.Model, precision: str = "int8") -> bytes:
+    """The twin as TFLite, with int8 weights (dynamic-range quantisation) or float32 as trained, exported through a
+    SavedModel: a conversion from a concrete function gave NaN embeddings for this Keras 3 model."""
     with tempfile.TemporaryDirectory() as folder:
         model.get_layer("twin").export(folder, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if precision == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
         return converter.convert()
 
 
@@ -48,15 +49,17 @@ def model_facts(model: keras.Model, preset: str) -> ModelSummary:
     return ModelSummary(preset, int(model.count_params()), int(twin.count_params()), layer_table(model), shape)
 
 
-def export_bundle(model: keras.Model, checkpoint_sha256: Sequence[str], preset: str) -> Bundle:
-    """The int8 twin and what evaluation needs besides it (head weights, facts), for the given checkpoints."""
+def export_bundle(model: keras.Model, checkpoint_sha256: Sequence[str], preset: str, precision: str = "int8") -> Bundle:
+    """The TFLite twin of this precision and what evaluation needs besides it (head weights, facts), for the given
+    checkpoints."""
     facts, head = model_facts(model, preset), model.get_layer("head")
     kernel, bias = head.get_layer("same").get_weights()
     join = "cosine" if any(layer.name == "cosine" for layer in head.layers) else "l1"
     bundle_facts = BundleFacts(
-        list(checkpoint_sha256), facts.input_shape, kernel.ravel().astype(float).tolist(), float(bias[0]), facts, join
-    )
-    return Bundle(tflite_int8(model), bundle_facts)
+        list(checkpoint_sha256), facts.input_shape, kernel.ravel().astype(float).tolist(), float(bias[0]), facts, join,
+        precision,
+    )  # fmt: skip
+    return Bundle(tflite_twin(model, precision), bundle_facts)
 
 
 def embed_images(

@@ -21,7 +21,7 @@ import tensorflow as tf
 from lfwbench import __version__, runs
 from lfwbench.checkpoints import load_model, save_model
 from lfwbench.config import TrainConfig
-from lfwbench.engine import bundle_writers
+from lfwbench.engine import PRECISIONS, bundle_writers
 from lfwbench.errors import LfwbenchError
 from lfwbench.files import file_digest, write_json
 from lfwbench.images import default_cache_dir, find_variant, image_path, load_images, load_pair_images
@@ -514,10 +514,13 @@ def fit_cosine_head(folder: runs.RunFolder, config: TrainConfig, data: TrainingD
 
 
 def write_inference_bundle(folder: runs.RunFolder, preset: str) -> None:
-    """best.int8.tflite and best.int8.json: the best checkpoint ready for TensorFlow-free CPU evaluation, committed
-    with the run's last epoch, so that the manifest vouches for the bundle (a bundle cannot vouch for itself)."""
+    """best.int8.* and best.float32.* (TFLite twin and JSON each): the best checkpoint ready for TensorFlow-free CPU
+    evaluation, committed with the run's last epoch, so that the manifest vouches for the bundles (a bundle cannot
+    vouch for itself)."""
     checkpoints = [folder / runs.BEST_KERAS, folder / runs.BEST_H5]
-    bundle = export_bundle(load_model(checkpoints[0]), [file_digest(path) for path in checkpoints], preset)
+    model, digests = load_model(checkpoints[0]), [file_digest(path) for path in checkpoints]
+    writers = {}
+    for precision in PRECISIONS:
+        writers |= bundle_writers(checkpoints[0].with_suffix(""), export_bundle(model, digests, preset, precision))
     committed = folder.manifest()
-    writers = bundle_writers(checkpoints[0].with_suffix(""), bundle)
     folder.commit(committed.epoch, committed.history, writers, committed.random_state)

@@ -143,22 +143,34 @@ def test_view2_protocol_on_ten_folds_of_real_faces(real_lfw: Path, tmp_path: Pat
     assert len(stored["pairs"]) == 6000 and len(stored["metrics"]["view2"]["fold_accuracies"]) == 10
 
 
-def test_int8_bundle_is_close_cached_and_needs_no_tensorflow(run_dir: Path, lfw_tree: Path, tmp_path: Path) -> None:
+def test_tflite_bundles_equal_keras_in_float32_are_close_in_int8_and_need_no_tensorflow(
+    run_dir: Path, lfw_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lfwbench import checkpoint_scorer
+
+    float32 = evaluate(run_dir / "best.h5", lfw_tree, engine="float32", progress=False)
+    int8 = evaluate(run_dir / "best.h5", lfw_tree, engine="int8", progress=False)
+    monkeypatch.setattr(checkpoint_scorer.shutil, "which", lambda name: "/usr/bin/nvidia-smi")  # Keras's path
     keras_results = evaluate(run_dir / "best.h5", lfw_tree, engine="float32", progress=False)
-    int8_results = evaluate(run_dir / "best.h5", lfw_tree, engine="int8", progress=False)
-    assert keras_results.model.engine == "float32 (Keras on the CPU)"
-    assert int8_results.model.engine.startswith("int8 (TFLite")
-    difference = [abs(a.score - b.score) for a, b in zip(keras_results.pairs, int8_results.pairs, strict=True)]
-    assert max(difference) < 0.02
-    assert int8_results.model.layers == keras_results.model.layers
-    assert (run_dir / "best.int8.tflite").is_file() and (run_dir / "best.int8.json").is_file()
-    code = (
-        "import sys; from pathlib import Path; from lfwbench.evaluation import evaluate; "
-        f"r = evaluate(Path({str(run_dir / 'best.keras')!r}), Path({str(lfw_tree)!r}), engine='int8', progress=False); "
-        "print(r.model.engine, 'tensorflow' in sys.modules)"
+    monkeypatch.undo()
+    assert float32.model.engine == "float32 (TFLite, XNNPACK on the CPU)" and int8.model.engine.startswith(
+        "int8 (TFLite"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.stdout.startswith("int8 (TFLite") and run.stdout.split()[-1] == "False", run.stderr[-2000:]
+    assert keras_results.model.engine == "float32 (Keras on the GPU)"
+    scores = {name: np.array([p.score for p in r.pairs]) for name, r in
+              (("keras", keras_results), ("float32", float32), ("int8", int8))}  # fmt: skip
+    np.testing.assert_allclose(scores["float32"], scores["keras"], atol=1e-5)
+    assert np.abs(scores["int8"] - scores["keras"]).max() < 0.02
+    assert int8.model.layers == keras_results.model.layers == float32.model.layers
+    for precision in ("int8", "float32"):
+        assert (run_dir / f"best.{precision}.tflite").is_file() and (run_dir / f"best.{precision}.json").is_file()
+        code = (
+            "import sys; from pathlib import Path; from lfwbench.evaluation import evaluate; "
+            f"r = evaluate(Path({str(run_dir / 'best.keras')!r}), Path({str(lfw_tree)!r}), engine={precision!r}, "
+            "progress=False); print(r.model.engine, 'tensorflow' in sys.modules)"
+        )
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert run.stdout.startswith(f"{precision} (TFLite") and run.stdout.split()[-1] == "False", run.stderr[-2000:]
 
 
 def test_foreign_checkpoint_bundle_goes_to_the_cache_and_a_damaged_one_is_rebuilt(
@@ -187,7 +199,7 @@ def test_auto_scores_in_float32_a_preset_whose_int8_verdicts_were_not_shown_to_a
     assert presets.PRESETS["cpu"].int8_agrees is False and presets.PRESETS["koch"].int8_agrees is True
     assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).model.engine.startswith("int8")
     monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.PRESETS["tiny"], int8_agrees=False))
-    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).model.engine == "float32 (Keras on the CPU)"
+    assert evaluate(run_dir / "best.keras", lfw_tree, progress=False).model.engine.startswith("float32 (TFLite")
 
 
 @pytest.mark.realdata
