@@ -20,7 +20,7 @@ import numpy as np
 from lfwbench import runs
 from lfwbench.config import TrainConfig
 from lfwbench.errors import LfwbenchError
-from lfwbench.files import FolderLock, write_csv, write_json
+from lfwbench.files import FolderLock, file_digest, write_csv, write_json
 from lfwbench.machine import describe
 from lfwbench.metrics import averaged_roc, mean_and_spread, roc_points
 from lfwbench.pairs import VIEW2_LIST, VIEW2_PEOPLE, load_pairs
@@ -125,8 +125,16 @@ def merge_fold(members: Sequence[Path], folder: Path, root: Path, config: TrainC
     """Merge a fold's trained members into `folder` (once) and score the fold with the merged model."""
     from lfwbench.ensemble import write_ensemble
 
-    if not runs.RunFolder(folder).is_run():
-        write_ensemble([member / runs.BEST_KERAS for member in members], folder, overwrite=folder.exists())
+    checkpoints = [member / runs.BEST_KERAS for member in members]
+    merged = runs.RunFolder(folder)
+    if merged.is_run():  # read back only the merge of these members (by folder name: --runs may be spelt otherwise)
+        stored = merged.read_config().ensemble
+        if [Path(m.checkpoint).parent.name for m in stored] != [member.name for member in members]:
+            raise LfwbenchError(f"{folder}: holds a run other than the merge of {', '.join(m.name for m in members)}")
+        if [m.sha256 for m in stored] == [file_digest(path) for path in checkpoints]:
+            return score_fold(folder, root, config)
+        (folder / runs.FOLD_RESULTS).unlink(missing_ok=True)  # a member trained on: merged and scored again
+    write_ensemble(checkpoints, folder, overwrite=merged.is_run())
     score_fold(folder, root, config)
 
 

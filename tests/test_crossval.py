@@ -159,3 +159,17 @@ def test_an_ensemble_preset_trains_its_members_per_fold_merges_them_and_scores_e
     again = crossval(TINY, lfw_tree, tmp_path / "cv", [1])  # read back: nothing trained, merged or scored again
     assert (tmp_path / "cv" / "fold01" / "results.json").stat().st_mtime_ns == scored
     assert again.folds == result.folds
+
+
+def test_an_ensemble_fold_never_reads_back_a_run_that_is_not_the_merge_of_its_members(
+    lfw_tree: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from lfwbench import presets
+    from lfwbench.jobs import crossval
+
+    crossval(TINY, lfw_tree, tmp_path / "cv", [1])  # one model in fold01
+    monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.TINY, fitted_cosine=True, members=2))
+    before = (tmp_path / "cv" / "fold01" / "results.json").read_bytes()
+    with pytest.raises(LfwbenchError, match="fold01: holds a run other than the merge of fold01-seed1, fold01-seed2"):
+        crossval(TINY, lfw_tree, tmp_path / "cv", [1])
+    assert (tmp_path / "cv" / "fold01" / "results.json").read_bytes() == before
