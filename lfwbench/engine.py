@@ -15,12 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import dacite
 import numpy as np
 
 from lfwbench.console import progress_bar
 from lfwbench.errors import brief
-from lfwbench.files import write_bytes, write_json
+from lfwbench.files import typed_record, write_bytes, write_json
 from lfwbench.presets import HEADS
 
 ENGINES = ("auto", "float32", "int8")  # auto: float32 on a GPU, int8 on a CPU
@@ -54,10 +53,7 @@ class BundleFacts:
     @classmethod
     def parse(cls, stored: dict) -> BundleFacts:
         """Raises ValueError naming the first field that fails (types, ranges, finite numbers)."""
-        try:
-            facts = dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
-        except dacite.DaciteError as error:
-            raise ValueError(brief(str(error), 200)) from None
+        facts = typed_record(cls, stored)
         problem = _unfit(facts)
         if problem:
             raise ValueError(problem)

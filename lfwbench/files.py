@@ -14,9 +14,13 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from lfwbench.errors import LfwbenchError
+import dacite
+
+from lfwbench.errors import LfwbenchError, brief
+
+T = TypeVar("T")
 
 TEMPORARY_PREFIX = ".lfwbench-tmp-"  # what a writer killed mid-write leaves; run folders and caches sweep these
 
@@ -83,6 +87,17 @@ def csv_text(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return text.getvalue()
+
+
+def typed_record(cls: type[T], stored: object) -> T:
+    """`cls` (a dataclass) built from a JSON object, every field's type checked and none unknown; ValueError naming
+    what fails, for the owner of the file to put in its one line."""
+    if not isinstance(stored, dict):
+        raise ValueError(f"expected an object, got {type(stored).__name__}")
+    try:
+        return dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
+    except dacite.DaciteError as error:
+        raise ValueError(brief(str(error), 200)) from None
 
 
 def json_text(data: Any) -> str:

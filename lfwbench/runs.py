@@ -16,11 +16,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-import dacite
-
 from lfwbench.config import TrainConfig
 from lfwbench.errors import LfwbenchError, RunFolderError, brief
-from lfwbench.files import TEMPORARY_PREFIX, FolderLock, file_digest, is_file_name, sync_file, write_csv, write_json
+from lfwbench.files import (
+    TEMPORARY_PREFIX,
+    FolderLock,
+    file_digest,
+    is_file_name,
+    sync_file,
+    typed_record,
+    write_csv,
+    write_json,
+)
 from lfwbench.pairs import Pair
 from lfwbench.plan import ListPlan, plan_lists
 
@@ -148,12 +155,7 @@ class RunRecord:
     @classmethod
     def parse(cls, stored: object) -> RunRecord:
         """Raises ValueError naming what fails."""
-        if not isinstance(stored, dict):
-            raise ValueError(f"expected an object, got {type(stored).__name__}")
-        try:
-            record = dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
-        except dacite.DaciteError as error:
-            raise ValueError(str(error)) from None
+        record = typed_record(cls, stored)
         config = record.config.resolved()
         if record.input_shape != list(config.image_spec.shape):
             raise ValueError(f"input_shape {brief(record.input_shape)} is not the configured image's")
@@ -181,12 +183,7 @@ class RunSummary:
     @classmethod
     def parse(cls, stored: object) -> RunSummary:
         """Raises ValueError naming what fails: a field missing, unknown or of another type, a figure not finite."""
-        if not isinstance(stored, dict):
-            raise ValueError(f"expected an object, got {type(stored).__name__}")
-        try:
-            summary = dacite.from_dict(cls, stored, config=dacite.Config(strict=True))
-        except dacite.DaciteError as error:
-            raise ValueError(str(error)) from None
+        summary = typed_record(cls, stored)
         figures = (summary.best_val_loss, summary.best_val_accuracy, summary.seconds_per_epoch, summary.seconds)
         if not all(math.isfinite(n) and n >= 0 for n in figures) or not 1 <= summary.best_epoch <= summary.epochs_run:
             raise ValueError("figures out of range")

@@ -36,19 +36,13 @@ from lfwbench.presets import get_preset
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainSummary:
-    """What a run did; `best_*` describe the epoch that best.* hold (see `TrainConfig.keep`)."""
+@dataclass(frozen=True)
+class TrainSummary(runs.RunSummary):
+    """What a run did (its summary.json fields, `best_*` the epoch that best.* hold, see `TrainConfig.keep`), with
+    its folder and history."""
 
-    out_dir: Path
-    epochs_run: int
-    best_epoch: int
-    best_val_loss: float
-    best_val_accuracy: float
-    seconds_per_epoch: float
-    seconds: float
-    stopped_early: bool
-    history: list[dict] = field(default_factory=list)
+    out_dir: Path = field(kw_only=True)
+    history: list[dict] = field(default_factory=list, kw_only=True)
 
 
 @dataclass
@@ -469,15 +463,15 @@ def _train(
     write_inference_bundle(folder, config.preset)
     best = runs.kept_epoch(history, config.keep)
     return TrainSummary(
-        out_dir,
-        len(history),
-        best["epoch"],
-        best["val_loss"],
-        best.get("val_accuracy", float("nan")),
-        float(np.mean([row["seconds"] for row in history])),
-        time.perf_counter() - started,
-        recorder.stopped_early,
-        history,
+        epochs_run=len(history),
+        best_epoch=best["epoch"],
+        best_val_loss=best["val_loss"],
+        best_val_accuracy=best.get("val_accuracy", float("nan")),
+        seconds_per_epoch=float(np.mean([row["seconds"] for row in history])),
+        seconds=time.perf_counter() - started,
+        stopped_early=recorder.stopped_early,
+        out_dir=out_dir,
+        history=history,
     )
 
 
