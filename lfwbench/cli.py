@@ -883,11 +883,12 @@ def write_crossval_page(folder: Path, devtest: Path | None, out: Path | None, pl
     from lfwbench.files import refuse_overwriting
     from lfwbench.report import write_crossval_report
     from lfwbench.results import read_crossval, read_results
-    from lfwbench.runs import CROSSVAL_JSON
+    from lfwbench.runs import crossval_file
 
     out = out or Path("reports") / f"crossval-{folder.resolve().name}.html"
-    refuse_overwriting([out], [folder / CROSSVAL_JSON, *([devtest] if devtest else [])])
-    crossval = read_crossval(folder / CROSSVAL_JSON)
+    source = crossval_file(folder)
+    refuse_overwriting([out], [source, *([devtest] if devtest else [])])
+    crossval = read_crossval(source)
     write_crossval_report(out, crossval, read_results(devtest) if devtest else None, plotlyjs)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     click.echo(crossval.headline())

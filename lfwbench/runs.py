@@ -55,6 +55,23 @@ def fold_folder(fold: int) -> str:
     return f"fold{fold:02d}"
 
 
+def crossval_file(folder: Path) -> Path:
+    """FOLDER/crossval.json, written once a crossval's folds are all scored; without it, an error saying how far the
+    crossval there got and how to summarise the folds it has."""
+    path = folder / CROSSVAL_JSON
+    if path.is_file():
+        return path
+    scored = sorted(int(done.parent.name[4:]) for done in folder.glob(f"fold[0-9][0-9]/{FOLD_RESULTS}"))
+    if not scored:
+        raise LfwbenchError(f"{folder}: no {CROSSVAL_JSON} and no scored fold; give the --runs folder of a crossval")
+    listed = ",".join(map(str, scored))
+    raise LfwbenchError(
+        f"{folder}: an unfinished crossval ({len(scored)} folds scored: {listed}), so no {CROSSVAL_JSON} yet; "
+        f"`lfwbench crossval --folds {listed} --runs {folder}` (with its --preset and options) summarises them "
+        "without training, the same command without --folds finishes the rest"
+    )
+
+
 def kept_epoch(history: list[dict], keep: str) -> dict:
     """The history row whose weights best.* hold: the last, or the first with the lowest val_loss."""
     return history[-1] if keep == "last" else min(history, key=lambda row: row["val_loss"])

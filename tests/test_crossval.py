@@ -122,6 +122,24 @@ def test_report_of_a_crossval_has_its_per_fold_table(lfw_tree: Path, tmp_path: P
     assert result.exit_code == 1 and "is also an input" in result.output
 
 
+def test_report_of_an_unfinished_crossval_says_how_far_it_got_and_how_to_summarise_it(
+    lfw_tree: Path, tmp_path: Path
+) -> None:
+    assert crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1-2").exit_code == 0
+    (tmp_path / "cv" / "crossval.json").unlink()  # as while the crossval is still running
+    trained = (tmp_path / "cv" / "fold02" / "history.json").stat().st_mtime_ns
+    args = ["report", "--crossval", tmp_path / "cv", "--out", tmp_path / "cv.html"]
+    result = CliRunner().invoke(main_command(), [str(arg) for arg in args])
+    assert result.exit_code == 1 and "an unfinished crossval (2 folds scored: 1,2)" in result.output, result.output
+    assert not (tmp_path / "cv.html").exists()
+    assert crossval_command(lfw_tree, tmp_path / "cv", "--folds", "1,2").exit_code == 0  # the command it suggests
+    assert (tmp_path / "cv" / "crossval.json").is_file()
+    assert (tmp_path / "cv" / "fold02" / "history.json").stat().st_mtime_ns == trained  # read back, not retrained
+    args = ["report", "--crossval", tmp_path / "cv" / "fold01", "--out", tmp_path / "none.html"]  # a fold's run
+    result = CliRunner().invoke(main_command(), [str(arg) for arg in args])
+    assert result.exit_code == 1 and "no crossval.json and no scored fold" in result.output, result.output
+
+
 def test_search_on_a_local_ray_cluster_equals_the_sequential_search(lfw_tree: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="Ray has no wheel for this interpreter")
     from lfwbench.jobs import Runner, grid, search
