@@ -56,8 +56,8 @@ def fold_folder(fold: int) -> str:
 
 
 def crossval_file(folder: Path) -> Path:
-    """FOLDER/crossval.json, written once a crossval's folds are all scored; without it, an error saying how far the
-    crossval there got and how to summarise the folds it has."""
+    """FOLDER/crossval.json, written once the folds a crossval was asked for are all scored; without it, an error
+    saying how far the crossval there got and how to summarise the folds it has."""
     path = folder / CROSSVAL_JSON
     if path.is_file():
         return path
@@ -65,8 +65,9 @@ def crossval_file(folder: Path) -> Path:
     if not scored:
         raise LfwbenchError(f"{folder}: no {CROSSVAL_JSON} and no scored fold; give the --runs folder of a crossval")
     listed = ",".join(map(str, scored))
+    so_far = f"fold{'s' * (len(scored) > 1)} {listed}"
     raise LfwbenchError(
-        f"{folder}: an unfinished crossval ({len(scored)} folds scored: {listed}), so no {CROSSVAL_JSON} yet; "
+        f"{folder}: an unfinished crossval (scored so far: {so_far}), so no {CROSSVAL_JSON} yet; "
         f"`lfwbench crossval --folds {listed} --runs {folder}` (with its --preset and options) summarises them "
         "without training, the same command without --folds finishes the rest"
     )
