@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from lfwbench.config import TrainConfig
+from lfwbench.config import COUNTS, TrainConfig
 from lfwbench.errors import LfwbenchError, RunFolderError, brief
 from lfwbench.files import (
     TEMPORARY_PREFIX,
@@ -61,7 +61,8 @@ def crossval_file(folder: Path) -> Path:
     path = folder / CROSSVAL_JSON
     if path.is_file():
         return path
-    scored = sorted(int(done.parent.name[4:]) for done in folder.glob(f"fold[0-9][0-9]/{FOLD_RESULTS}"))
+    folds = range(1, COUNTS["fold"][1] + 1)
+    scored = [fold for fold in folds if (folder / fold_folder(fold) / FOLD_RESULTS).is_file()]
     if not scored:
         raise LfwbenchError(f"{folder}: no {CROSSVAL_JSON} and no scored fold; give the --runs folder of a crossval")
     listed = ",".join(map(str, scored))
