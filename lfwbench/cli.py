@@ -257,6 +257,11 @@ def training_options(grid: bool = False):
             help="Flips, small shifts and rotations, brightness (default: the preset's).",
         ),
         click.option(
+            "--zoom",
+            type=click.FloatRange(0, 1, max_open=True),
+            help="With --augment, zoom each image in or out by up to this fraction of its side (default 0: none).",
+        ),
+        click.option(
             "--identity-epochs",
             type=click.IntRange(0),
             help="Epochs teaching the twin to name the training people before pair training (unrestricted).",

@@ -27,6 +27,7 @@ RATES = {
     "dropout": (lambda v: 0 <= v < 1, "from 0 up to 1"),
     "val_fraction": (lambda v: 0 < v < 1, "between 0 and 1"),
     "margin": (lambda v: 0 <= v <= 1, "from 0 to 1"),
+    "zoom": (lambda v: 0 <= v < 1, "from 0 up to 1"),
     "min_delta": (lambda v: v >= 0, "0 or more"),
 }
 
@@ -51,6 +52,7 @@ class TrainConfig:
     regime: str | None = None
     pairs_per_epoch: int | None = None
     augment: bool | None = None
+    zoom: float | None = None  # with augment: random zoom in or out by up to this fraction of the side; 0: none
     identity_epochs: int | None = None
     people_per_batch: int | None = None
     images_per_person: int | None = None
@@ -78,6 +80,7 @@ class TrainConfig:
             "people_per_batch": 0,
             "images_per_person": 4,
             "margin": 0.0,
+            "zoom": 0.0,
             "schedule": "constant",
             "keep": "best",
             "split_seed": self.seed,
@@ -97,6 +100,8 @@ class TrainConfig:
             )
         if config.margin and not (config.people_per_batch and get_preset(config.preset).head == "cosine"):
             raise LfwbenchError("a margin loss needs person batches (--people-per-batch) and a cosine-head preset")
+        if config.zoom and not config.augment:
+            raise LfwbenchError("zoom is an augmentation: it needs --augment")
         if config.people_per_batch and config.strategy != "default":
             raise LfwbenchError("person batches train on one device; use pair batches with a tf.distribute strategy")
         if config.fold and config.train_list != config.eval_list:

@@ -133,7 +133,7 @@ def training_set(config: TrainConfig, data: TrainingData, epochs: range, steps: 
     """The batches of the given epochs, in order: drawn pairs, or person batches with every pair's target."""
     augment = None
     if config.augment:  # as the uninterrupted run has it at this epoch: two sides per pair batch, one per person batch
-        augment = _augmenter(config.seed)
+        augment = _augmenter(config)
         skip_draws(augment, config.image_spec.shape, epochs.start * steps * (1 if config.person_batch else 2))
     if config.person_batch:
         drawn = [
@@ -149,13 +149,17 @@ def training_set(config: TrainConfig, data: TrainingData, epochs: range, steps: 
     return make_dataset(data.images, triples, config.batch_size, augment)
 
 
-def _augmenter(seed: int) -> keras.Sequential:
-    """Mirror, small shifts and rotations, brightness: the changes a face crop tolerates."""
+def _augmenter(config: TrainConfig) -> keras.Sequential:
+    """Mirror, small shifts and rotations, brightness, and (`config.zoom`) random resized crops: the changes a face
+    crop tolerates."""
+    seed = config.seed
+    zoom = [keras.layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed)] if config.zoom else []
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
             keras.layers.RandomTranslation(0.06, 0.06, fill_mode="reflect", seed=seed),
             keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed),
+            *zoom,
             keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed),
         ],
         name="augment",
@@ -232,7 +236,7 @@ def pretrain_identities(twin: keras.Model, data: TrainingData, config: TrainConf
         np.random.default_rng([config.seed, 1, epoch]).permutation(len(rows)) for epoch in range(config.identity_epochs)
     ]
     order = np.concatenate([o[: steps * config.batch_size] for o in orders])
-    augment = _augmenter(config.seed) if config.augment else None
+    augment = _augmenter(config) if config.augment else None
     dataset = make_dataset(data.images, (rows[order], labels[order]), config.batch_size, augment)
     classifier = keras.Sequential(
         [twin, keras.layers.Dense(int(labels.max()) + 1, dtype="float32", name="identity")], name="identities"

@@ -200,6 +200,8 @@ def test_person_batches_train_the_siamese_checkpoint_and_resume(lfw_tree: Path, 
         ({"people_per_batch": 2, "regime": "unrestricted", "strategy": "mirrored"}, "one device"),
         ({"schedule": "cosine", "reduce_lr": True}, "one learning-rate"),
         ({"keep": "first"}, "keep must be one of best, last, not 'first'"),
+        ({"zoom": 0.1}, "zoom is an augmentation"),
+        ({"zoom": 1.0, "augment": True}, "zoom 1.0 is not a number from 0 up to 1"),
     ],
 )
 def test_rejects_conflicting_options(lfw_tree: Path, tmp_path: Path, changes: dict, message: str) -> None:
