@@ -226,6 +226,13 @@ def training_options(grid: bool = False):
             help="Dropout before the last unit." + many,
         ),
         click.option(
+            "--twin-dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=DEFAULTS.twin_dropout,
+            show_default=True,
+            help="Dropout on the twin's features before its embedding layer.",
+        ),
+        click.option(
             "--patience", type=click.IntRange(1), help="Early-stopping patience in epochs (default: the preset's, 6)."
         ),
         click.option("--min-delta", type=click.FloatRange(0), default=0.01, show_default=True),

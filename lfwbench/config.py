@@ -25,6 +25,7 @@ COUNTS = {
 RATES = {
     "lr": (lambda v: v > 0, "above 0"),
     "dropout": (lambda v: 0 <= v < 1, "from 0 up to 1"),
+    "twin_dropout": (lambda v: 0 <= v < 1, "from 0 up to 1"),
     "val_fraction": (lambda v: 0 < v < 1, "between 0 and 1"),
     "margin": (lambda v: 0 <= v <= 1, "from 0 to 1"),
     "zoom": (lambda v: 0 <= v < 1, "from 0 up to 1"),
@@ -41,6 +42,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     dropout: float = 0.3
+    twin_dropout: float = 0.0  # on the twin's features before its embedding layer, in training only
     patience: int | None = None
     min_delta: float = 0.01
     val_fraction: float = 0.2

@@ -86,8 +86,11 @@ class SplitBiasConv2D(layers.Conv2D):
         return self.activation(_add_bias(self.convolution_op(inputs, self.kernel), tf.convert_to_tensor(self.bias)))
 
 
-def build_twin(preset: Preset, input_shape: tuple[int, int, int], seed: int | None = None) -> keras.Model:
-    """The shared tower: image (0-255) -> embedding. Named `twin` so inference can run it once per image."""
+def build_twin(
+    preset: Preset, input_shape: tuple[int, int, int], seed: int | None = None, dropout: float = 0.0
+) -> keras.Model:
+    """The shared tower: image (0-255) -> embedding, with `dropout` on the features its embedding layer reads.
+    Named `twin` so inference can run it once per image."""
     weights, biases = _initialisers(preset, seed)
     image = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1.0 / 255, name="scale")(image)
@@ -107,6 +110,8 @@ def build_twin(preset: Preset, input_shape: tuple[int, int, int], seed: int | No
         if block.pool:
             x = layers.MaxPooling2D(name=f"pool{number}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x) if preset.global_pool else layers.Flatten(name="flatten")(x)
+    if dropout:
+        x = layers.Dropout(dropout, seed=seed, name="feature_dropout")(x)
     embedding = layers.Dense(
         preset.embedding,
         activation=preset.embedding_activation,
@@ -183,6 +188,7 @@ def build_siamese(
     *,
     lr: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
     dropout: float = DEFAULTS.dropout,
+    twin_dropout: float = DEFAULTS.twin_dropout,
     seed: int | None = None,
     compile: bool = True,
     identities: int = 0,
@@ -193,7 +199,7 @@ def build_siamese(
     """
     preset = get_preset(preset) if isinstance(preset, str) else preset
     input_shape = tuple(input_shape or (preset.size, preset.size, preset.channels))
-    twin = build_twin(preset, input_shape, seed)
+    twin = build_twin(preset, input_shape, seed, twin_dropout)
     head = build_head(preset, dropout, seed, identities)
     left = keras.Input(input_shape, name="left")
     right = keras.Input(input_shape, name="right")

@@ -432,6 +432,7 @@ def _train(
                     config.image_spec.shape,
                     lr=learning_rate(config, steps * config.epochs),
                     dropout=config.dropout,
+                    twin_dropout=config.twin_dropout,
                     seed=config.seed,
                     identities=int(data.identities[1].max()) + 1 if config.margin else 0,
                 )

@@ -220,7 +220,7 @@ def test_skip_missing_that_leaves_one_class_is_one_line(cropped_run: Path, fresh
 def test_a_resumed_run_draws_the_same_dropout_and_augmentation_as_an_uninterrupted_one(
     lfw_tree: Path, tmp_path: Path, batches: str
 ) -> None:
-    config = replace(TINY, epochs=3, augment=True, zoom=0.1, dropout=0.5)
+    config = replace(TINY, epochs=3, augment=True, zoom=0.1, dropout=0.5, twin_dropout=0.3)
     if batches == "people":
         config = replace(config, regime="unrestricted", pairs_per_epoch=16, people_per_batch=2, images_per_person=2)
     whole = train(config, lfw_tree, tmp_path / "whole", verbose=0)

@@ -17,6 +17,7 @@ from lfwbench import training  # noqa: E402
 from lfwbench.checkpoints import every_layer, load_model  # noqa: E402
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.errors import LfwbenchError  # noqa: E402
+from lfwbench.evaluation import evaluate  # noqa: E402
 from lfwbench.jobs import grid, search  # noqa: E402
 from lfwbench.person_batches import pair_indices, person_batches, with_pair_targets  # noqa: E402
 from lfwbench.plan import identity_rows  # noqa: E402
@@ -71,6 +72,17 @@ def test_mixed_precision_is_refused_where_it_would_be_emulated(
     summary = train(replace(TINY, epochs=1), lfw_tree, tmp_path / "run", verbose=0)  # left to the machine: float32
     assert summary.epochs_run == 1
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["mixed_precision"] is False
+
+
+def test_twin_dropout_drops_features_in_training_only_and_the_run_evaluates(lfw_tree: Path, tmp_path: Path) -> None:
+    run = train(replace(TINY, twin_dropout=0.5), lfw_tree, tmp_path / "run", verbose=0)
+    twin = load_model(run.out_dir / "best.keras").get_layer("twin")
+    features = twin.get_layer("feature_dropout")
+    assert features.rate == 0.5
+    images = np.random.default_rng(0).uniform(0, 255, (4, *twin.input_shape[1:])).astype(np.float32)
+    np.testing.assert_array_equal(twin(images, training=False), twin(images, training=False))
+    assert not np.allclose(twin(images, training=True), twin(images, training=False))
+    assert 0 <= evaluate(run.out_dir / "best.keras", lfw_tree).metrics.auc <= 1
 
 
 def test_same_seed_same_history(lfw_tree: Path, tmp_path: Path, tiny_run) -> None:
