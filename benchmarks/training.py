@@ -10,7 +10,8 @@ Contenders: before (Keras' own BatchNormalization and Conv2D, float32: lfwbench 
 (the fused kernel only, Keras' Conv2D: lfwbench until the split bias gradient), float32, bfloat16 (mixed precision:
 native on AVX512-BF16 or AMX CPUs only), float16 (mixed precision, GPUs), no-augment (float32 without augmentation:
 what augmentation costs), people-N (float32, person batches of N people: the same epoch in larger or smaller steps),
-xla (float32, `jit_compile`; needs --no-deterministic, as XLA has no deterministic max-pool gradient).
+xla (float32, `jit_compile`; needs --no-deterministic, as XLA has no deterministic max-pool gradient); any of them
+ending in -colour trains on colour images (`bfloat16,bfloat16-colour`: what colour costs).
 
 --breakdown times each part of a `cpu` step alone instead (input batch with and without augmentation, twin forward,
 twin forward and backward, the head on the batch's 8,128 pairs, the whole step), contenders in turn.
@@ -47,6 +48,7 @@ from lfwbench.person_batches import pair_indices
 from lfwbench.presets import get_preset
 from lfwbench.training import fitted_model, prepare_data, training_set
 
+COLOUR = "-colour"
 POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 KERAS_OWN = {  # the Keras layers an earlier lfwbench trained with, in place of lfwbench.model's own
     "before": {"FusedBatchNormalization": keras.layers.BatchNormalization, "SplitBiasConv2D": keras.layers.Conv2D},
@@ -55,7 +57,10 @@ KERAS_OWN = {  # the Keras layers an earlier lfwbench trained with, in place of 
 
 
 def variant(config: TrainConfig, contender: str) -> TrainConfig:
-    """The run a contender trains: the preset's, without augmentation, or with other person batches (`people-64`)."""
+    """The run a contender trains: the preset's, without augmentation, or with other person batches (`people-64`);
+    a contender ending in `-colour` trains on colour images (`bfloat16-colour`)."""
+    if contender.endswith(COLOUR):
+        config, contender = replace(config, channels=3), contender.removesuffix(COLOUR)
     if contender == "no-augment":
         return replace(config, augment=False)
     if contender.startswith("people-"):
@@ -65,6 +70,7 @@ def variant(config: TrainConfig, contender: str) -> TrainConfig:
 
 def build(config: TrainConfig, contender: str) -> keras.Model:
     """The model `fit` trains for this contender, built as `lfwbench train` builds it."""
+    contender = contender.removesuffix(COLOUR)
     with contextlib.ExitStack() as stack:
         for name, layer in KERAS_OWN.get(contender, {}).items():
             stack.enter_context(mock.patch.object(lfwbench.model, name, layer))
@@ -198,12 +204,16 @@ def main() -> None:
     for preset in args.presets.split(","):
         config = TrainConfig(preset=preset).resolved()
         keras.utils.set_random_seed(0)
-        data = prepare_data(config, args.data, progress=False)
-        pairs = len(data.epoch_pairs(0)[2])
+        prepared = {config.image_spec: prepare_data(config, args.data, progress=False)}  # one per image spec
+        pairs = len(prepared[config.image_spec].epoch_pairs(0)[2])
         steps = config.steps_per_epoch(pairs)
         trained, datasets, models = {}, {}, {}
         for contender in contenders:  # each fit call reads the same first batches, pipeline and augmentation included
             trained[contender] = variant(config, contender)
+            spec = trained[contender].image_spec
+            if spec not in prepared:
+                prepared[spec] = prepare_data(trained[contender], args.data, progress=False)
+            data = prepared[spec]
             datasets[contender] = training_set(trained[contender], data, range(1), steps).take(args.steps)
             models[contender] = build(trained[contender], contender)
             seconds_per_step(models[contender], datasets[contender].take(2), 2)  # trace and warm up
@@ -214,7 +224,7 @@ def main() -> None:
                 best[contender] = min(best[contender], measured)
         for contender in contenders:
             images = trained[contender].images_per_step
-            gflop = 3 * images * get_preset(preset).forward_gflop(config.image_spec.shape)
+            gflop = 3 * images * get_preset(preset).forward_gflop(trained[contender].image_spec.shape)
             epoch = best[contender] * trained[contender].steps_per_epoch(pairs)
             rows.append((preset, contender, best[contender], epoch, images, gflop))
     rates.append(matmul_gflops())
