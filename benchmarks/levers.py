@@ -42,6 +42,8 @@ def drawn_pairs(listed: list[Pair], image_dir: Path, count: int, seed: int = 0) 
     people = sorted({name for pair in listed for name in pair.people})
     images = {name: len(list((image_dir / name).glob("*.jpg"))) for name in people}
     several = [name for name in people if images[name] >= 2]
+    if sum(images[name] * (images[name] - 1) // 2 for name in several) < count // 2:
+        raise SystemExit(f"the validation people have fewer than {count // 2} same-person pairs: ask for fewer")
     rng, drawn = np.random.default_rng(seed), {}
     while len(drawn) < count:
         same = len(drawn) % 2 == 0
