@@ -12,7 +12,7 @@ from lfwbench.model import build_twin  # noqa: E402
 from lfwbench.presets import get_preset  # noqa: E402
 
 
-@pytest.mark.parametrize("name", ["koch", "cpu", "quick", "cpu-plus"])
+@pytest.mark.parametrize("name", ["koch", "cpu", "quick", "cpu-plus", "cpu-colour3"])
 def test_forward_arithmetic_matches_tensorflows_count(name: str) -> None:
     preset = get_preset(name)
     shape = TrainConfig(preset=name).resolved().image_spec.shape
@@ -40,8 +40,8 @@ def test_doctor_command_names_the_machine_and_the_minutes() -> None:
     lines = result.output.splitlines()
     assert lines[0].startswith("CPU: ") and "vector instructions" in lines[0]
     assert any(line.startswith("matmul: ") and "GFLOP/s float32" in line for line in lines)
-    rows = {line.split()[0]: line.split() for line in lines[-4:]}
-    assert set(rows) == {"koch", "quick", "cpu", "cpu-plus"}
+    rows = {line.split()[0]: line.split() for line in lines[-5:]}
+    assert set(rows) == {"koch", "quick", "cpu", "cpu-plus", "cpu-colour3"}
     policy = lines[[line.startswith("training computes in") for line in lines].index(True)].split()[3]
     for name, row in rows.items():  # minutes where the share was measured, else said to be unknown
         assert float(row[-1]) > 0 if name in MEASURED_SHARE[policy] else row[-1] == "unknown"

@@ -21,6 +21,7 @@ from lfwbench.evaluation import evaluate  # noqa: E402
 from lfwbench.jobs import grid, search  # noqa: E402
 from lfwbench.person_batches import pair_indices, person_batches, with_pair_targets  # noqa: E402
 from lfwbench.plan import identity_rows  # noqa: E402
+from lfwbench.presets import get_preset  # noqa: E402
 from lfwbench.training import TrainConfig, early_stop_wait, train  # noqa: E402
 
 TINY = TrainConfig(preset="tiny", epochs=2, batch_size=4, val_fraction=0.3, seed=1)
@@ -139,6 +140,10 @@ def test_cpu_preset_is_the_quick_twin_on_grayscale_person_batches_with_cosine_de
     same = {"preset": "quick", "schedule": "constant", "epochs": 20, "patience": 6, "channels": 3, "keep": "best"}
     assert replace(cpu, **same, people_per_batch=0) == quick
     assert TrainConfig(preset="cpu", epochs=5, schedule="constant").resolved().schedule == "constant"
+    colour = TrainConfig(preset="cpu-colour3").resolved()
+    assert colour.channels == 3 and replace(colour, preset="cpu", channels=1) == cpu
+    members = get_preset("cpu-colour3")
+    assert (members.members, members.head, members.fitted_cosine) == (3, "l1", False)
 
 
 def test_identity_classes_are_people_with_two_or_more_images() -> None:
