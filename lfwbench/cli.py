@@ -961,7 +961,8 @@ def doctor(seconds: float) -> None:
     click.echo(f"matmul: {found.matmul_gflops:.0f} GFLOP/s float32{half}")
     click.echo(f"training computes in: {found.policy} (lfwbench train --mixed-precision/--no-mixed-precision)")
     click.echo("expected training, at the share of the matmul rate each preset reached where measured:")
-    click.echo(f"{'preset':<10}{'epochs':>7}{'GFLOP/epoch':>13}{'share':>7}{'minutes':>9}")
+    width = max(len("preset"), *(len(row.preset) for row in found.estimates)) + 1
+    click.echo(f"{'preset':<{width}}{'epochs':>7}{'GFLOP/epoch':>13}{'share':>7}{'minutes':>9}")
     for row in found.estimates:
         share, minutes = (f"{row.share:.2f}", f"{row.minutes:.0f}") if row.minutes else ("-", "unknown")
-        click.echo(f"{row.preset:<10}{row.epochs:>7}{row.gflop_per_epoch:>13,.0f}{share:>7}{minutes:>9}")
+        click.echo(f"{row.preset:<{width}}{row.epochs:>7}{row.gflop_per_epoch:>13,.0f}{share:>7}{minutes:>9}")
