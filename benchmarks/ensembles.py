@@ -17,8 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from heads import figures
-from levers import PairScores, validation_scores
+from levers import PairScores, cell, validation_scores
 from scipy.special import logit
 
 
@@ -46,9 +45,9 @@ def main() -> None:
         listed = merged([scores(folder)[0] for folder in folders], ensemble)
         drawn = merged([scores(folder)[1] for folder in folders], ensemble)
         names = " + ".join(Path(folder).name for folder in folders)
-        print(f"| {names} | {len(folders)} | {figures(listed.labels, listed.head)} | "
-              f"{figures(listed.labels, listed.cosine)} | {len(drawn.labels)} | {figures(drawn.labels, drawn.head)} | "
-              f"{figures(drawn.labels, drawn.cosine)} |")  # fmt: skip
+        print(f"| {names} | {len(folders)} | {cell(listed.labels, listed.head)} | "
+              f"{cell(listed.labels, listed.cosine)} | {len(drawn.labels)} | {cell(drawn.labels, drawn.head)} | "
+              f"{cell(drawn.labels, drawn.cosine)} |")  # fmt: skip
 
 
 if __name__ == "__main__":

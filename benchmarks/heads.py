@@ -15,23 +15,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from levers import cell
 from scipy.special import logit
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 from lfwbench import runs
 from lfwbench.checkpoints import load_model
 from lfwbench.inference import embed_images, score_embeddings
-from lfwbench.metrics import best_threshold, rates_at
 from lfwbench.training import prepare_data
-
-
-def figures(labels: np.ndarray, scores: np.ndarray) -> str:
-    """Accuracy at the threshold best on these pairs, and AUC."""
-    accuracy = rates_at(labels, scores, best_threshold(labels, scores)).accuracy
-    return f"{accuracy:.4f} / {roc_auc_score(labels, scores):.4f}"
 
 
 def cosine(vectors: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -75,14 +68,14 @@ def main() -> None:
         stacked = (stacked - stacked.mean(axis=0)) / stacked.std(axis=0)
         fitted = cross_val_predict(LogisticRegression(), stacked, labels, cv=10, method="decision_function")
         cells = [
-            figures(labels, head),
-            figures(labels, plain),
-            figures(labels, cosine(centred, left, right)),
-            figures(labels, cosine(centred @ inverse_root(np.cov(centred[rows].T), 0.1), left, right)),
-            figures(labels, cosine(centred @ inverse_root(within, 1.0), left, right)),
-            figures(labels, cosine(centred @ lda.scalings_[:, :128], left, right)),
-            figures(labels, stacked.sum(axis=1)),
-            figures(labels, fitted),
+            cell(labels, head),
+            cell(labels, plain),
+            cell(labels, cosine(centred, left, right)),
+            cell(labels, cosine(centred @ inverse_root(np.cov(centred[rows].T), 0.1), left, right)),
+            cell(labels, cosine(centred @ inverse_root(within, 1.0), left, right)),
+            cell(labels, cosine(centred @ lda.scalings_[:, :128], left, right)),
+            cell(labels, stacked.sum(axis=1)),
+            cell(labels, fitted),
         ]
         print(f"| {folder.name} | {len(labels)} | " + " | ".join(cells) + " |", flush=True)
 

@@ -36,6 +36,11 @@ def figures(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     return rates_at(labels, scores, best_threshold(labels, scores)).accuracy, float(roc_auc_score(labels, scores))
 
 
+def cell(labels: np.ndarray, scores: np.ndarray) -> str:
+    """A table cell: accuracy at the threshold best on these pairs / AUC."""
+    return " / ".join(f"{figure:.4f}" for figure in figures(labels, scores))
+
+
 def drawn_pairs(listed: list[Pair], image_dir: Path, count: int, seed: int = 0) -> list[Pair]:
     """`count` distinct balanced pairs among every image of the listed pairs' people: same-person pairs from a
     person drawn uniformly (of those with two or more images), different-person pairs from two people drawn so."""
@@ -94,14 +99,11 @@ def main() -> None:
     for folder in args.runs:
         listed, drawn = validation_scores(folder, args.data, args.many)
         head, cosine = figures(listed.labels, listed.head), figures(listed.labels, listed.cosine)
-        drawn_cells = [
-            " / ".join(f"{n:.4f}" for n in figures(drawn.labels, scores)) for scores in (drawn.head, drawn.cosine)
-        ]
         history = RunFolder(folder).history()
         seconds = statistics.median(row["seconds"] for row in history) if history else float("nan")
         print(f"| {folder.name} | {len(history)} | {seconds:.1f} | {len(listed.labels)} | {head[0]:.4f} | "
               f"{head[1]:.4f} | {cosine[0]:.4f} | {cosine[1]:.4f} | {len(drawn.labels)} | "
-              f"{' | '.join(drawn_cells)} |")  # fmt: skip
+              f"{cell(drawn.labels, drawn.head)} | {cell(drawn.labels, drawn.cosine)} |")  # fmt: skip
 
 
 if __name__ == "__main__":
