@@ -151,22 +151,27 @@ def test_search_on_a_local_ray_cluster_equals_the_sequential_search(lfw_tree: Pa
     assert [[row[k] for k in keys] for row in on_ray] == [[row[k] for k in keys] for row in here]
 
 
+@pytest.mark.parametrize("fitted_cosine", [True, False], ids=["cosine heads", "l1 heads"])
 def test_an_ensemble_preset_trains_its_members_per_fold_merges_them_and_scores_each_fold_once(
-    lfw_tree: Path, tmp_path: Path, monkeypatch
+    lfw_tree: Path, tmp_path: Path, monkeypatch, fitted_cosine: bool
 ) -> None:
     from lfwbench import presets
     from lfwbench.checkpoints import load_model
     from lfwbench.jobs import crossval, training_minutes
     from lfwbench.results import read_results
 
-    monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.TINY, fitted_cosine=True, members=2))
+    monkeypatch.setitem(presets.PRESETS, "tiny", replace(presets.TINY, fitted_cosine=fitted_cosine, members=2))
     result = crossval(TINY, lfw_tree, tmp_path / "cv", [1])
     members = [tmp_path / "cv" / f"fold01-seed{seed}" for seed in (1, 2)]
     assert not any((member / "results.json").exists() for member in members)  # only the merged model scores the fold
     configs = [json.loads((member / "config.json").read_text())["config"] for member in members]
     assert [c["seed"] for c in configs] == [1, 2] and {c["split_seed"] for c in configs} == {1}
-    for member in members:  # each member: the trained twin under a cosine head fitted on its validation pairs
-        assert "cosine" in [layer.name for layer in load_model(member / "best.keras").get_layer("head").layers]
+    head = "cosine" if fitted_cosine else "l1_distance"  # a cosine head fitted on its validation pairs, or as trained
+    for member in members:
+        assert head in [layer.name for layer in load_model(member / "best.keras").get_layer("head").layers]
+    assert head in [
+        layer.name for layer in load_model(tmp_path / "cv" / "fold01" / "best.keras").get_layer("head").layers
+    ]
     fold = read_results(tmp_path / "cv" / "fold01" / "results.json")
     assert fold.model.path.endswith("fold01/best.keras") and fold.data.fold == 1
     ensemble = json.loads((tmp_path / "cv" / "fold01" / "config.json").read_text())["ensemble"]
