@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from lfwbench.checkpoint_scorer import open_checkpoint
 from lfwbench.checkpoints import load_model
-from lfwbench.images import default_cache_dir, find_variant, load_pair_images
+from lfwbench.images import default_cache_dir, load_pair_images
 from lfwbench.inference import embed_images
 from lfwbench.metrics import best_threshold, rates_at
 from lfwbench.pairs import DIFFERENT, SAME, Pair
@@ -77,7 +77,7 @@ def validation_scores(folder: Path, root: Path, many: int) -> tuple[PairScores, 
     twin = load_model(folder / BEST_KERAS)
     listed, _ = scorer.run.validation_pairs(root)
     scores = []
-    for pairs, source in ((listed, "validation"), (drawn_pairs(listed, find_variant(root)[1], many), "drawn")):
+    for pairs, source in ((listed, "validation"), (drawn_pairs(listed, scorer.image_dir, many), "drawn")):
         loaded = load_pair_images(pairs, scorer.image_dir, scorer.spec, source, cache_dir=default_cache_dir())
         vectors = embed_images(twin, loaded.images, verbose=0).astype(np.float64)
         cosine = compare(vectors, loaded.left, loaded.right, "cosine", str, folder)
