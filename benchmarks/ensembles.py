@@ -5,9 +5,11 @@ Each member scores its own preprocessed images, by its trained head and by the c
 an ensemble averages its members' head logits (as `lfwbench ensemble` merges them) and their cosines (no parameter
 fitted on the pairs it is scored on), on the listed validation pairs and on pairs drawn among the same people
 (benchmarks/levers.py). The runs of one ensemble must share their validation pairs (the same people list and split
-seed). Accuracy at the threshold best on those pairs (the one evaluate would apply to a test list) and AUC.
+seed). Accuracy at the threshold best on those pairs (the one evaluate would apply to a test list) and AUC; with
+--flip, of every image averaged with its mirror (benchmarks/levers.py).
 
 Usage: python benchmarks/ensembles.py DATA_ROOT runs/levers/cpu-base+runs/levers/cpu-seed1 runs/levers/cpu-base ...
+       [--flip]
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("ensembles", nargs="+", help="run folders joined by '+'")
     parser.add_argument("--many", type=int, default=4000, help="pairs drawn among the validation people")
+    parser.add_argument("--flip", action="store_true", help="test-time flip averaging")
     args = parser.parse_args()
-    scores = cache(lambda folder: validation_scores(Path(folder), args.data, args.many))
+    scores = cache(lambda folder: validation_scores(Path(folder), args.data, args.many, args.flip))
     print("accuracy at val. threshold / AUC, on validation pairs only")
     print("| ensemble | members | listed val. pairs: head | cosine | drawn val. pairs | head | cosine |")
     print("|---|---|---|---|---|---|---|")

@@ -6,9 +6,10 @@ evaluate would then apply to a test list), validation AUC, the same two for the 
 (the head left out), epochs and the median seconds per epoch. The listed validation pairs are few (442 on View 1: a
 95% interval of about 3 points), so the same figures follow on `--many` balanced pairs drawn among every image of
 the same validation people (never trained on: the unrestricted pool leaves them out), the same draw for every run
-of one split.
+of one split. With --flip every image is scored as the mean with its mirror's (test-time flip averaging, as
+`lfwbench evaluate --flip` scores).
 
-Usage: python benchmarks/levers.py [DATA_ROOT] runs/levers/cpu-base runs/levers/cpu-e60 ...
+Usage: python benchmarks/levers.py [DATA_ROOT] runs/levers/cpu-base runs/levers/cpu-e60 ... [--flip]
 """
 
 from __future__ import annotations
@@ -71,15 +72,15 @@ class PairScores:
     cosine: np.ndarray
 
 
-def validation_scores(folder: Path, root: Path, many: int) -> tuple[PairScores, PairScores]:
+def validation_scores(folder: Path, root: Path, many: int, flip: bool = False) -> tuple[PairScores, PairScores]:
     """The run's scores on its listed validation pairs, then on `many` pairs drawn among the same people."""
-    scorer = open_checkpoint(folder / BEST_KERAS, root, engine="float32")
+    scorer = open_checkpoint(folder / BEST_KERAS, root, engine="float32", flip=flip)
     twin = load_model(folder / BEST_KERAS)
     listed, _ = scorer.run.validation_pairs(root)
     scores = []
     for pairs, source in ((listed, "validation"), (drawn_pairs(listed, scorer.image_dir, many), "drawn")):
         loaded = load_pair_images(pairs, scorer.image_dir, scorer.spec, source, cache_dir=default_cache_dir())
-        vectors = embed_images(twin, loaded.images, verbose=0).astype(np.float64)
+        vectors = embed_images(twin, loaded.images, flip=flip, verbose=0).astype(np.float64)
         cosine = compare(vectors, loaded.left, loaded.right, "cosine", str, folder)
         scores.append(PairScores(loaded.labels, scorer.score_images(loaded, False), cosine))
     return scores[0], scores[1]
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--many", type=int, default=4000, help="pairs drawn among the validation people")
+    parser.add_argument("--flip", action="store_true", help="test-time flip averaging")
     args = parser.parse_args()
     columns = ["run", "epochs", "s/epoch", "val. pairs", "val. accuracy at val. threshold", "val. AUC",
                "twin cosine: accuracy", "twin cosine: AUC", "drawn val. pairs", "head: accuracy / AUC",
@@ -97,7 +99,7 @@ def main() -> None:
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for folder in args.runs:
-        listed, drawn = validation_scores(folder, args.data, args.many)
+        listed, drawn = validation_scores(folder, args.data, args.many, args.flip)
         head, cosine = figures(listed.labels, listed.head), figures(listed.labels, listed.cosine)
         history = RunFolder(folder).history()
         seconds = statistics.median(row["seconds"] for row in history) if history else float("nan")
