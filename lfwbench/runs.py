@@ -302,10 +302,11 @@ class RunFolder:
         random_state: list[list[int]],
     ) -> None:
         """Commit an epoch's checkpoints together with history.json, history.csv and the generators' state."""
+        table = [{"epoch": row["epoch"], **dict(sorted(row.items()))} for row in history]  # fresh or resumed alike
         files = {
             **checkpoints,
             HISTORY_JSON: lambda path: write_json(path, history),
-            HISTORY_CSV: lambda path: write_csv(path, history),
+            HISTORY_CSV: lambda path: write_csv(path, table),
         }
         self.commit(epoch, history, files, random_state)
 

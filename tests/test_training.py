@@ -108,8 +108,10 @@ def test_best_checkpoint_is_the_lowest_val_loss_or_with_keep_last_the_last_epoch
 def test_resume_continues_from_last_epoch(lfw_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(TrainConfig(preset="tiny", epochs=1, batch_size=4, val_fraction=0.3), lfw_tree, out, verbose=0)
+    header = (out / "history.csv").read_text().splitlines()[0]
     resumed = train(TrainConfig(epochs=3), lfw_tree, out, mode="resume", verbose=0)
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert header.startswith("epoch,") and (out / "history.csv").read_text().splitlines()[0] == header
     assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 3
     with pytest.raises(LfwbenchError, match="nothing to resume"):
         train(TrainConfig(epochs=3), lfw_tree, tmp_path / "empty", mode="resume", verbose=0)
