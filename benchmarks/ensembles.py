@@ -6,10 +6,11 @@ an ensemble averages its members' head logits (as `lfwbench ensemble` merges the
 fitted on the pairs it is scored on), on the listed validation pairs and on pairs drawn among the same people
 (benchmarks/levers.py). The runs of one ensemble must share their validation pairs (the same people list and split
 seed). Accuracy at the threshold best on those pairs (the one evaluate would apply to a test list) and AUC; with
---flip, of every image averaged with its mirror (benchmarks/levers.py).
+--flip, of every image averaged with its mirror; with --val-fraction, on the people held out at that fraction
+(benchmarks/levers.py).
 
 Usage: python benchmarks/ensembles.py DATA_ROOT runs/levers/cpu-base+runs/levers/cpu-seed1 runs/levers/cpu-base ...
-       [--flip]
+       [--flip] [--val-fraction F]
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def main() -> None:
     parser.add_argument("ensembles", nargs="+", help="run folders joined by '+'")
     parser.add_argument("--many", type=int, default=4000, help="pairs drawn among the validation people")
     parser.add_argument("--flip", action="store_true", help="test-time flip averaging")
+    parser.add_argument("--val-fraction", type=float, help="score on the people held out at this fraction")
     args = parser.parse_args()
-    scores = cache(lambda folder: validation_scores(Path(folder), args.data, args.many, args.flip))
+    scores = cache(lambda folder: validation_scores(Path(folder), args.data, args.many, args.flip, args.val_fraction))
     print("accuracy at val. threshold / AUC, on validation pairs only")
     print("| ensemble | members | listed val. pairs: head | cosine | drawn val. pairs | head | cosine |")
     print("|---|---|---|---|---|---|---|")

@@ -7,16 +7,19 @@ evaluate would then apply to a test list), validation AUC, the same two for the 
 95% interval of about 3 points), so the same figures follow on `--many` balanced pairs drawn among every image of
 the same validation people (never trained on: the unrestricted pool leaves them out), the same draw for every run
 of one split. With --flip every image is scored as the mean with its mirror's (test-time flip averaging, as
-`lfwbench evaluate --flip` scores).
+`lfwbench evaluate --flip` scores). With --val-fraction F every run is scored on the people its split seed holds out
+at fraction F instead of its own (nested: the groups of people are taken in one shuffled order), so runs that held
+out different fractions compare on people none of them trained on.
 
 Usage: python benchmarks/levers.py [DATA_ROOT] runs/levers/cpu-base runs/levers/cpu-e60 ... [--flip]
+       [--val-fraction F]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,8 @@ from lfwbench.images import default_cache_dir, load_pair_images
 from lfwbench.inference import embed_images
 from lfwbench.metrics import best_threshold, rates_at
 from lfwbench.pairs import DIFFERENT, SAME, Pair
-from lfwbench.runs import BEST_KERAS, RunFolder
+from lfwbench.plan import plan_lists
+from lfwbench.runs import BEST_KERAS, Run, RunFolder
 from lfwbench.scoring import compare
 
 
@@ -72,11 +76,25 @@ class PairScores:
     cosine: np.ndarray
 
 
-def validation_scores(folder: Path, root: Path, many: int, flip: bool = False) -> tuple[PairScores, PairScores]:
-    """The run's scores on its listed validation pairs, then on `many` pairs drawn among the same people."""
+def held_out_pairs(folder: Path, root: Path, run: Run, fraction: float | None) -> list[Pair]:
+    """The run's listed validation pairs, or those its split seed holds out at a `fraction` no larger than its own."""
+    config = run.config
+    if fraction is None or fraction == config.val_fraction:
+        return run.validation_pairs(root)[0]
+    if fraction > config.val_fraction:
+        raise SystemExit(f"{folder}: held out {config.val_fraction} of its pairs; at {fraction} it would be scored on "
+                         "people it trained on")  # fmt: skip
+    return plan_lists(root, replace(config, val_fraction=fraction)).val
+
+
+def validation_scores(
+    folder: Path, root: Path, many: int, flip: bool = False, fraction: float | None = None
+) -> tuple[PairScores, PairScores]:
+    """The run's scores on its listed validation pairs (or those of `fraction`), then on `many` pairs drawn among
+    the same people."""
     scorer = open_checkpoint(folder / BEST_KERAS, root, engine="float32", flip=flip)
     twin = load_model(folder / BEST_KERAS)
-    listed, _ = scorer.run.validation_pairs(root)
+    listed = held_out_pairs(folder, root, scorer.run, fraction)
     scores = []
     for pairs, source in ((listed, "validation"), (drawn_pairs(listed, scorer.image_dir, many), "drawn")):
         loaded = load_pair_images(pairs, scorer.image_dir, scorer.spec, source, cache_dir=default_cache_dir())
@@ -92,6 +110,7 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--many", type=int, default=4000, help="pairs drawn among the validation people")
     parser.add_argument("--flip", action="store_true", help="test-time flip averaging")
+    parser.add_argument("--val-fraction", type=float, help="score on the people held out at this fraction")
     args = parser.parse_args()
     columns = ["run", "epochs", "s/epoch", "val. pairs", "val. accuracy at val. threshold", "val. AUC",
                "twin cosine: accuracy", "twin cosine: AUC", "drawn val. pairs", "head: accuracy / AUC",
@@ -99,7 +118,7 @@ def main() -> None:
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for folder in args.runs:
-        listed, drawn = validation_scores(folder, args.data, args.many, args.flip)
+        listed, drawn = validation_scores(folder, args.data, args.many, args.flip, args.val_fraction)
         head, cosine = figures(listed.labels, listed.head), figures(listed.labels, listed.cosine)
         history = RunFolder(folder).history()
         seconds = statistics.median(row["seconds"] for row in history) if history else float("nan")
