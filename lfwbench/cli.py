@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from lfwbench import __version__
-from lfwbench.config import DEFAULTS
+from lfwbench.config import DEFAULTS, VAL_FRACTION
 from lfwbench.errors import LfwbenchError, one_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
@@ -137,9 +137,7 @@ def data_check(data: Path | None, pair_files: tuple[Path, ...]) -> None:
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the figures here."
 )
-@click.option(
-    "--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.val_fraction, show_default=True
-)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=VAL_FRACTION, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the by-person validation split.")
 def data_stats(data: Path | None, json_path: Path | None, val_fraction: float, seed: int) -> None:
     """People, images and per-split pair counts, as the original notebook printed them.
@@ -239,9 +237,8 @@ def training_options(grid: bool = False):
         click.option(
             "--val-fraction",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            default=DEFAULTS.val_fraction,
-            show_default=True,
-            help="Share of training pairs held out for validation, split by person.",
+            help=f"Share of training pairs held out for validation, split by person (default: the preset's, "
+            f"{VAL_FRACTION}).",
         ),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option(

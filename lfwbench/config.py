@@ -31,6 +31,7 @@ RATES = {
     "zoom": (lambda v: 0 <= v < 1, "from 0 up to 1"),
     "min_delta": (lambda v: v >= 0, "0 or more"),
 }
+VAL_FRACTION = 0.2  # share of the training pairs held out for validation, by person, unless the preset says otherwise
 
 
 @dataclass
@@ -45,7 +46,7 @@ class TrainConfig:
     twin_dropout: float = 0.0  # on the twin's features before its embedding layer, in training only
     patience: int | None = None
     min_delta: float = 0.01
-    val_fraction: float = 0.2
+    val_fraction: float | None = None
     seed: int = 0
     split_seed: int | None = None
     channels: int | None = None
@@ -83,6 +84,7 @@ class TrainConfig:
             "images_per_person": 4,
             "margin": 0.0,
             "zoom": 0.0,
+            "val_fraction": VAL_FRACTION,
             "schedule": "constant",
             "keep": "best",
             "split_seed": self.seed,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lfwbench.config import DEFAULTS
+from lfwbench.config import VAL_FRACTION
 from lfwbench.errors import ImageError
 from lfwbench.images import UnusableImage, find_variant, image_path, read_header, read_image_file
 from lfwbench.pairs import DIFFERENT, SAME, VIEW1_LISTS, VIEW2_LIST, Pair, load_pairs, people_of, split_by_person
@@ -108,7 +108,7 @@ def _split_stats(pairs: list[Pair]) -> dict[str, int]:
     }
 
 
-def data_stats(root: Path, val_fraction: float = DEFAULTS.val_fraction, seed: int = 0) -> dict:
+def data_stats(root: Path, val_fraction: float = VAL_FRACTION, seed: int = 0) -> dict:
     """People, images, images per person, and per split (train / validation / test) pairs and people.
 
     The validation split is taken from the training list by person, as `lfwbench train` takes it; the test

@@ -26,7 +26,7 @@ MEASURED_SHARE = {
     "mixed_bfloat16": {"koch": 1.35, "quick": 0.84, "cpu": 0.73},
 }
 for shares in MEASURED_SHARE.values():  # the cpu twin as cpu trains it, once per member (in colour within 4%)
-    shares["cpu-plus"] = shares["cpu-colour3"] = shares["cpu"]
+    shares.update(dict.fromkeys(("cpu-plus", "cpu-colour3", "cpu-colour3-vf10"), shares["cpu"]))
 
 
 @dataclass

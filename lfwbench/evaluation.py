@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lfwbench.config import DEFAULTS
+from lfwbench.config import VAL_FRACTION
 from lfwbench.dataset import data_stats
 from lfwbench.errors import LfwbenchError
 from lfwbench.images import find_variant
@@ -192,9 +192,9 @@ def evaluate(
                    float(score), int(guess), pair.line)
         for pair, score, guess in zip(pairs, scores, predicted, strict=True)
     ]  # fmt: skip
-    config = scorer.run.config if scorer.run is not None else DEFAULTS
     variant = find_variant(root)[0] if root is not None else ""
-    split_seed = scorer.run.config.split_seed if scorer.run is not None else 0
+    run_config = scorer.run.config if scorer.run is not None else None
+    split = (run_config.val_fraction, run_config.split_seed) if run_config is not None else (VAL_FRACTION, 0)
     return Results(
         model=scorer.facts,
         data=DataFacts(
@@ -211,7 +211,7 @@ def evaluate(
                 for pair, reason in scored.skipped
                 if not fold or pair.fold == fold - 1
             ],
-            stats=data_stats(root, config.val_fraction, split_seed) if root is not None else {},
+            stats=data_stats(root, *split) if root is not None else {},
         ),
         metrics=metrics,
         pairs=records,

@@ -40,9 +40,10 @@ def test_doctor_command_names_the_machine_and_the_minutes() -> None:
     lines = result.output.splitlines()
     assert lines[0].startswith("CPU: ") and "vector instructions" in lines[0]
     assert any(line.startswith("matmul: ") and "GFLOP/s float32" in line for line in lines)
-    rows = {line.split()[0]: line.split() for line in lines[-5:]}
-    assert len({len(line) for line in lines[-6:]}) == 1  # one column width for every preset's name
-    assert set(rows) == {"koch", "quick", "cpu", "cpu-plus", "cpu-colour3"}
+    names = {"koch", "quick", "cpu", "cpu-plus", "cpu-colour3", "cpu-colour3-vf10"}
+    rows = {line.split()[0]: line.split() for line in lines[-len(names) :]}
+    assert len({len(line) for line in lines[-len(names) - 1 :]}) == 1  # one column width for every preset's name
+    assert set(rows) == names
     policy = lines[[line.startswith("training computes in") for line in lines].index(True)].split()[3]
     for name, row in rows.items():  # minutes where the share was measured, else said to be unknown
         assert float(row[-1]) > 0 if name in MEASURED_SHARE[policy] else row[-1] == "unknown"

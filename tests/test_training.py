@@ -147,6 +147,10 @@ def test_cpu_preset_is_the_quick_twin_on_grayscale_person_batches_with_cosine_de
     assert colour.channels == 3 and replace(colour, preset="cpu", channels=1) == cpu
     members = get_preset("cpu-colour3")
     assert (members.members, members.head, members.fitted_cosine) == (3, "l1", False)
+    more_people = TrainConfig(preset="cpu-colour3-vf10").resolved()
+    assert (colour.val_fraction, more_people.val_fraction) == (0.2, 0.1)
+    assert replace(more_people, preset="cpu-colour3", val_fraction=0.2) == colour
+    assert TrainConfig(preset="cpu-colour3-vf10", val_fraction=0.3).resolved().val_fraction == 0.3
 
 
 def test_identity_classes_are_people_with_two_or_more_images() -> None:
