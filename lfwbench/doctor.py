@@ -25,8 +25,27 @@ MEASURED_SHARE = {
     "float32": {"koch": 0.85, "quick": 0.56, "cpu": 0.50},
     "mixed_bfloat16": {"koch": 1.35, "quick": 0.84, "cpu": 0.73},
 }
-for shares in MEASURED_SHARE.values():  # the cpu twin as cpu trains it, once per member (in colour within 4%)
-    shares.update(dict.fromkeys(("cpu-plus", "cpu-colour3", "cpu-colour3-vf10"), shares["cpu"]))
+
+
+def training_step(preset: str) -> tuple:
+    """What sets a step's share of the matmul rate: the twin and its batch. Seeds, splits and heads do not, and
+    colour moved it by under 4%, so a preset shares the share of the measured one it equals here."""
+    twin, config = PRESETS[preset], TrainConfig(preset=preset).resolved()
+    return (
+        twin.blocks,
+        twin.embedding,
+        twin.global_pool,
+        twin.padding,
+        twin.size,
+        config.person_batch,
+        config.images_per_step,
+    )
+
+
+def measured_share(preset: str, policy: str) -> float | None:
+    """The share measured for `preset`'s training step in `policy`, or None where no such step was measured."""
+    step = training_step(preset)
+    return next((share for name, share in MEASURED_SHARE.get(policy, {}).items() if training_step(name) == step), None)
 
 
 @dataclass
@@ -75,7 +94,7 @@ def estimate(preset: str, policy: str, rate: float) -> PresetEstimate:
     gflop = (
         3 * PRESETS[preset].forward_gflop(config.image_spec.shape) * images_per_epoch(config) * PRESETS[preset].members
     )
-    share = MEASURED_SHARE.get(policy, {}).get(preset)
+    share = measured_share(preset, policy)
     minutes = config.epochs * gflop / (rate * share) / 60 if share else None
     return PresetEstimate(preset, config.epochs, gflop, share, minutes)
 

@@ -7,7 +7,7 @@ tf = pytest.importorskip("tensorflow")
 
 from lfwbench.cli import main  # noqa: E402
 from lfwbench.config import TrainConfig  # noqa: E402
-from lfwbench.doctor import MEASURED_SHARE, estimate, images_per_epoch  # noqa: E402
+from lfwbench.doctor import MEASURED_SHARE, estimate, images_per_epoch, measured_share  # noqa: E402
 from lfwbench.model import build_twin  # noqa: E402
 from lfwbench.presets import get_preset  # noqa: E402
 
@@ -46,4 +46,14 @@ def test_doctor_command_names_the_machine_and_the_minutes() -> None:
     assert set(rows) == names
     policy = lines[[line.startswith("training computes in") for line in lines].index(True)].split()[3]
     for name, row in rows.items():  # minutes where the share was measured, else said to be unknown
-        assert float(row[-1]) > 0 if name in MEASURED_SHARE[policy] else row[-1] == "unknown"
+        assert float(row[-1]) > 0 if measured_share(name, policy) else row[-1] == "unknown"
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_presets_that_train_a_measured_step_share_its_share(policy: str) -> None:
+    shares = MEASURED_SHARE[policy]
+    for name in ("cpu-plus", "cpu-colour3", "cpu-colour3-vf10"):  # cpu's twin and batches: more seeds, colour, split
+        assert measured_share(name, policy) == shares["cpu"]
+    assert measured_share("quick", policy) == shares["quick"] != shares["cpu"]  # same twin, pair batches
+    assert measured_share("tiny", policy) is None  # a twin never timed
+    assert measured_share("cpu", "mixed_float16") is None
