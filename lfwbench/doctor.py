@@ -28,8 +28,8 @@ MEASURED_SHARE = {
 
 
 def training_step(preset: str) -> tuple:
-    """What sets a step's share of the matmul rate: the twin and its batch. Seeds, splits and heads do not, and
-    colour moved it by under 4%, so a preset shares the share of the measured one it equals here."""
+    """What sets a training step's share of the matmul rate: the twin and its batch. Seeds, splits and heads do not,
+    and colour moved it by under 4%, so a preset takes the share measured for a preset it equals here."""
     twin, config = PRESETS[preset], TrainConfig(preset=preset).resolved()
     return (
         twin.blocks,
