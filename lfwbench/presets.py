@@ -165,7 +165,7 @@ CPU_COLOUR3_VF10 = replace(
     CPU_COLOUR3,
     name="cpu-colour3-vf10",
     defaults={**CPU_COLOUR3.defaults, "val_fraction": 0.1},
-    measured="8 of 10 View 2 folds scored, 0.9071 over their 4,800 pairs (`cpu-colour3` 0.9015 on them): no View 2 "
+    measured="9 of 10 View 2 folds scored, 0.9031 over their 5,400 pairs (`cpu-colour3` 0.8989 on them): no View 2 "
     "figure yet (docs/accuracy.md); `cpu-colour3`'s minutes, about 32 a fold on a 362 GFLOP/s AVX-512 host",
 )
 
